@@ -1,0 +1,20 @@
+# Two entry points: `make main` (train -> convert -> predict -> report) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/datasets/clothing-dataset-small
+
+.PHONY: main test install
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[all,dev]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+main: install
+	DATA=$(DATA) PY=$(PY) bash scripts/main.sh

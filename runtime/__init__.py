@@ -1,0 +1,1 @@
+"""TF-free inference runtime: preprocessing and (later) model backends."""

@@ -1,0 +1,31 @@
+"""Small file helpers: hashing and atomic writes (temporary name, then rename)."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+
+def sha256(path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_atomic(path, data: bytes):
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, obj):
+    """Atomically write ``obj`` as indented JSON."""
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny generated dataset and the path of the real one when it is there."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = Path(os.environ.get("CLOTHING_DATASET",
+                              ROOT.parent / "shared/datasets/clothing-dataset-small"))
+COLOURS = {"blue": (40, 40, 210), "green": (40, 190, 40), "red": (210, 40, 40)}
+
+
+def make_folder(root: Path, per_class: dict[str, int], size=(71, 71), seed=0):
+    """Noisy images of one dominant colour per class: learnable, yet not constant."""
+    rng = np.random.default_rng(seed)
+    for split, n in per_class.items():
+        for name, colour in COLOURS.items():
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                x = rng.integers(-60, 60, (size[1], size[0], 3)) + np.array(colour)
+                Image.fromarray(np.clip(x, 0, 255).astype(np.uint8)).save(d / f"{i:03d}.jpg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """3 classes at 71 px: 34 train (enough to calibrate int8), 10 validation, 6 test images per class."""
+    return make_folder(tmp_path_factory.mktemp("tiny"), {"train": 34, "validation": 10, "test": 6})
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_data, tmp_path_factory):
+    """A bundle trained on the tiny folder with well separated logits (model.keras + manifest)."""
+    from train.__main__ import main
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    rc = main(["--data", str(tiny_data), "--size", "71", "--epochs", "8", "--weights", "none", "--lr", "0.01",
+               "--inner", "none", "--dropout", "0", "--recalibrate-bn", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_bundle, tiny_data, tmp_path_factory):
+    """A copy of the tiny bundle with all six artifacts (calibrated on train/, parity on validation/)."""
+    from convert.__main__ import main
+
+    out = tmp_path_factory.mktemp("converted") / "tiny"
+    shutil.copytree(tiny_bundle, out, ignore=shutil.ignore_patterns("checkpoints"))
+    assert main([str(out), "--calibration", str(tiny_data / "train")]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def dataset():
+    """The clothing dataset beside the checkout, or skip."""
+    if not (DATASET / "validation").is_dir():
+        pytest.skip(f"clothing dataset not found at {DATASET}")
+    return DATASET
+
+
+def run_module(*args, env=None, timeout=600, input_bytes=None):
+    """Run ``python -m ARGS`` from the repository root; text output, or bytes when ``input_bytes`` is given."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=ROOT, env=full_env, input=input_bytes,
+                          capture_output=True, text=input_bytes is None, timeout=timeout, check=False)
