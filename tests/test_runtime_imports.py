@@ -1,0 +1,17 @@
+"""runtime/ must import without TensorFlow, Keras, onnx or tf2onnx."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+MODULES = ["runtime", "runtime.preprocessing", "runtime.manifest", "runtime.classifier", "runtime.backends",
+           "runtime.formats", "runtime.predict", "runtime.serve", "runtime.lambda_function", "runtime.fetch"]
+BLOCKED = ("tensorflow", "keras", "onnx", "tf2onnx", "train", "convert", "benchmarks")
+
+
+def test_runtime_imports_without_tensorflow():
+    code = "\n".join([f"import sys\nfor m in {BLOCKED!r}:\n    sys.modules[m] = None",
+                      *[f"import {m}" for m in MODULES]])
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr

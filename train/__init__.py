@@ -1,0 +1,1 @@
+"""Training of the course's Xception clothing classifier on Keras 3."""

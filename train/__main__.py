@@ -1,0 +1,53 @@
+"""``python -m train``: train, ``sweep``, ``evaluate`` or ``cache-bench``; errors end in one line."""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from train.cli import add_config_args  # noqa: E402
+from train.errors import TrainError  # noqa: E402
+
+COMMANDS = ("sweep", "evaluate", "cache-bench")
+
+
+def parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser of one command; ``None`` is plain training."""
+    p = argparse.ArgumentParser(prog=f"python -m train {command or ''}".strip(),
+                                description=(__doc__ if command is None else None))
+    if command is None:
+        p.epilog = f"other commands: {', '.join(COMMANDS)} (python -m train COMMAND --help)"
+    if command == "evaluate":
+        p.add_argument("model", help="a .keras model file")
+        p.add_argument("--data", required=True, help="labelled folder of class subfolders, e.g. .../test")
+        p.add_argument("--batch-size", type=int, default=32)
+        return p
+    if command == "sweep":
+        from train.config import SWEEPS
+
+        p.add_argument("name", choices=sorted(SWEEPS))
+    add_config_args(p)
+    p.add_argument("--out", help="output folder (bundle for training, report folder for sweeps)")
+    return p
+
+
+def main(argv=None) -> int:
+    """Dispatch the command and turn the project's errors into one line and a non-zero exit."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else None
+    args = parser(command).parse_args(argv)
+    from train import commands
+
+    try:
+        return getattr(commands, (command or "train").replace("-", "_"))(args)
+    except TrainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Argument parsing shared by ``python -m train``, its sweeps and the cache benchmark."""
+
+import argparse
+
+from train.config import AUGMENTATIONS, COURSE_AUGMENT, TrainConfig
+from train.profiles import PROFILES
+
+FLAGS = {"size": "size", "epochs": "epochs", "lr": "learning_rate", "inner": "size_inner",
+         "dropout": "droprate", "augment": "augment", "weights": "weights",
+         "batch_size": "batch_size", "limit": "limit", "seed": "seed", "version": "version"}
+SWITCHES = ("train_base", "recalibrate_bn", "distribute")
+
+
+def inner(text: str):
+    """``--inner 100`` or ``--inner none`` (no inner layer)."""
+    return None if text == "none" else int(text)
+
+
+def augment(text: str) -> tuple[str, ...]:
+    """``--augment none|course|rotation,shift,...``."""
+    if text == "none":
+        return ()
+    names = COURSE_AUGMENT if text == "course" else tuple(n for n in text.split(",") if n)
+    bad = [n for n in names if n not in AUGMENTATIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}")
+    return names
+
+
+def add_config_args(p: argparse.ArgumentParser):
+    """The flags that build a TrainConfig; unset ones fall back to the profile, then the defaults."""
+    p.add_argument("--data", required=True, help="dataset root holding train/, validation/ (and test/)")
+    p.add_argument("--profile", choices=sorted(PROFILES), help="preset of the settings below")
+    p.add_argument("--size", type=int, help="input size in pixels (Xception needs >= 71)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float, help="learning rate of Adam")
+    p.add_argument("--inner", type=inner, default=argparse.SUPPRESS, help="inner dense size, or none")
+    p.add_argument("--dropout", type=float, help="dropout rate before the logits")
+    p.add_argument("--augment", type=augment,
+                   help=f"none, course ({','.join(COURSE_AUGMENT)}) or a list of {','.join(AUGMENTATIONS)}")
+    p.add_argument("--weights", help="base weights: imagenet (default), none, or PATH.h5")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--limit", type=int, help="at most this many images per class and split")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--version", help="checkpoint name version, as xception_v1_...")
+    p.add_argument("--train-base", action="store_true", help="also train the Xception base")
+    p.add_argument("--recalibrate-bn", action="store_true",
+                   help="re-estimate the base's BatchNorm statistics on the training images first")
+    p.add_argument("--no-cache", action="store_true", help="never cache the frozen base's features")
+    p.add_argument("--distribute", action="store_true", help="tf.distribute.MirroredStrategy over GPUs")
+
+
+def config_from(args) -> TrainConfig:
+    """Merge defaults, the profile and the flags given, in that order."""
+    values = dict(PROFILES.get(args.profile) or {})
+    for flag, name in FLAGS.items():
+        if getattr(args, flag, None) is not None or (flag == "inner" and hasattr(args, "inner")):
+            values[name] = getattr(args, flag)
+    values.update({switch: True for switch in SWITCHES if getattr(args, switch)})
+    if args.no_cache:
+        values["cache"] = False
+    return TrainConfig(data=args.data, **values)

@@ -1,0 +1,76 @@
+"""The bodies of the ``python -m train`` commands: run, then print a short summary."""
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from train.bundle import evaluate as evaluate_model
+from train.bundle import publish
+from train.cli import config_from
+from train.data import ImageFolder
+from train.fit import Splits, fit
+from train.sweep import run_sweep, save, table
+
+
+def train(args) -> int:
+    """Train one model into the bundle ``--out``; evaluate it on the test split when there is one."""
+    cfg = config_from(args)
+    out = Path(args.out or f"artifacts/xception-{cfg.version}-{cfg.size}")
+    out.mkdir(parents=True, exist_ok=True)
+    splits = Splits.load(cfg.data, cfg.limit)
+    res = fit(cfg, splits, checkpoints=out / "checkpoints")
+    test = evaluate_model(res.best.file, splits.test, cfg.size, cfg.batch_size) if splits.test else None
+    model = publish(res, out, test)
+    per_epoch = sum(res.epoch_seconds) / len(res.epoch_seconds)
+    print(f"\nbest epoch {res.best.epoch}/{cfg.epochs}: val_accuracy {res.best.val_accuracy:.3f}"
+          + (f", test_accuracy {test.accuracy:.3f} on {test.images} images" if test else ""))
+    print(f"{'cached features' if res.cache else 'full model'}: {per_epoch:.1f} s/epoch"
+          + (f" after {res.cache.seconds:.1f} s of feature extraction" if res.cache else "")
+          + f", {res.seconds:.0f} s in all")
+    print(f"model: {model}")
+    return 0
+
+
+def sweep(args) -> int:
+    """Run one of the course's sweeps; write its table, JSON and plot."""
+    cfg = config_from(args)
+    splits = Splits.load(cfg.data, cfg.limit)
+    result = run_sweep(args.name, cfg, splits, args.epochs)
+    out = save(result, args.out or f"reports/sweeps/{args.name}-{cfg.size}")
+    print("\n" + table(result))
+    print(f"\n{len(result.rows)} settings in {result.seconds:.0f} s; table, results.json and "
+          f"accuracy.png in {out}")
+    return 0
+
+
+def evaluate(args) -> int:
+    """Accuracy of a saved model on a labelled folder (course 8.12)."""
+    import keras
+
+    model = keras.models.load_model(args.model)
+    folder = ImageFolder.scan(args.data)
+    ev = evaluate_model(model, folder, model.input_shape[1], args.batch_size)
+    print(json.dumps(asdict(ev)))
+    return 0
+
+
+def cache_bench(args) -> int:
+    """Time the learning-rate sweep with and without cached features, on the same data, in one run."""
+    cfg = config_from(args)
+    splits = Splits.load(cfg.data, cfg.limit)
+    seconds = {}
+    for cached in (True, False):
+        t = time.perf_counter()
+        run_sweep("lr", replace(cfg, cache=cached), splits, args.epochs)
+        seconds["cached" if cached else "uncached"] = time.perf_counter() - t
+    report = {"images": {"train": len(splits.train.paths), "validation": len(splits.val.paths)},
+              "size": cfg.size, "epochs": args.epochs or 10, "settings": 4, **seconds,
+              "speedup": seconds["uncached"] / seconds["cached"]}
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "cache-bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nlr sweep, 4 settings x {report['epochs']} epochs, {cfg.size} px, "
+          f"{report['images']['train']} train images: cached {seconds['cached']:.0f} s, "
+          f"uncached {seconds['uncached']:.0f} s, speed-up {report['speedup']:.1f}x")
+    return 0

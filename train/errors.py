@@ -1,0 +1,13 @@
+"""Typed errors of the training stage."""
+
+
+class TrainError(Exception):
+    """Base class of every error training raises on purpose."""
+
+
+class WeightsError(TrainError):
+    """The requested base weights cannot be had."""
+
+
+class DataError(TrainError):
+    """The dataset folder is missing or malformed."""

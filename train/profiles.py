@@ -1,0 +1,14 @@
+"""Named training profiles: the course's models as presets that flags may override."""
+
+PROFILES = {
+    # 8.10: the 150 px model chosen by the sweeps
+    "small": {"size": 150, "learning_rate": 0.001, "size_inner": 100, "droprate": 0.2, "epochs": 10,
+              "version": "v3"},
+    # 8.11: the large model: 299 px, lower learning rate, more epochs, light augmentation
+    "large": {"size": 299, "learning_rate": 0.0005, "size_inner": 100, "droprate": 0.2, "epochs": 50,
+              "augment": ("shear", "zoom", "hflip"), "version": "v4"},
+    # minutes on 2 CPU cores without ImageNet weights: random base with re-estimated BatchNorm,
+    # 60 images per class, cached features
+    "quick": {"size": 150, "learning_rate": 0.001, "size_inner": 100, "droprate": 0.2, "epochs": 20,
+              "weights": "none", "recalibrate_bn": True, "limit": 60, "version": "quick"},
+}
