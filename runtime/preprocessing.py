@@ -68,7 +68,9 @@ def open_image(source: Source) -> Image.Image:
                 raise ImageError(f"image of {w}x{h} pixels is over the cap of {max_pixels()}")
             img.load()
         return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image of an accepted format ({', '.join(FORMATS)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError,
             Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"cannot read image: {first_line(e)}") from None
 

@@ -1,0 +1,135 @@
+"""Backends as loader + runner (Polygraphy's seam): ``load_*(path) -> Runner``, ``runner.infer(batch)``.
+
+Inference libraries are imported inside the loaders, so importing this module is cheap.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.errors import BackendUnavailable, ModelError, first_line
+from runtime.tflite_metadata import read_metadata
+from runtime.threads import available_cpus
+
+METADATA_KEY = "edge_classifier"
+
+
+@dataclass
+class Runner:
+    """A loaded model: ``infer(float32 batch) -> float32 logits``, plus what it runs on."""
+
+    backend: str
+    provider: str
+    threads: int
+    outputs: int
+    metadata: dict = field(default_factory=dict)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class OnnxRunner(Runner):
+    """ONNX Runtime session with one float32 input."""
+
+    session: object = None
+    input_name: str = ""
+
+    def infer(self, batch):
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+
+@dataclass
+class TFLiteRunner(Runner):
+    """LiteRT interpreter; resizes for the batch size and (de)quantizes int8 input/output."""
+
+    interpreter: object = None
+    batch: int = 0
+
+    def infer(self, batch):
+        it = self.interpreter
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        if batch.shape[0] != self.batch:
+            it.resize_tensor_input(inp["index"], list(batch.shape))
+            it.allocate_tensors()
+            self.batch = batch.shape[0]
+        it.set_tensor(inp["index"], quantize(batch, inp))
+        it.invoke()
+        return dequantize(it.get_tensor(out["index"]), out)
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float input to the tensor's dtype, using its scale and zero point when it is integer."""
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return np.ascontiguousarray(x, dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    """Integer output back to float32 logits; float output is copied as is."""
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+def _interpreter_class():
+    """LiteRT's Interpreter, else tflite_runtime's, else TensorFlow's."""
+    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
+        try:
+            return __import__(module, fromlist=["Interpreter"]).Interpreter
+        except ImportError:
+            continue
+    raise BackendUnavailable("no TFLite interpreter: pip install ai-edge-litert")
+
+
+def load_tflite(path, threads=None, device="cpu") -> TFLiteRunner:
+    """Load a .tflite file; the metadata buffer is parsed from the bytes already read."""
+    if device != "cpu":
+        raise BackendUnavailable("LiteRT runs on the CPU here; use an ONNX artifact for --device gpu")
+    Interpreter = _interpreter_class()
+    threads = threads or available_cpus()
+    try:
+        data = open(path, "rb").read()
+        it = Interpreter(model_content=data, num_threads=threads)
+        it.allocate_tensors()
+        meta = read_metadata(data).get(METADATA_KEY)
+        metadata = json.loads(meta) if meta else {}
+    except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError) as e:
+        raise ModelError(f"cannot load {path}: {first_line(e)}") from None
+    batch = int(it.get_input_details()[0]["shape"][0])
+    outputs = int(it.get_output_details()[0]["shape"][-1])
+    return TFLiteRunner("litert", "xnnpack-cpu", threads, outputs, metadata, interpreter=it, batch=batch)
+
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def load_onnx(path, threads=None, device="cpu") -> OnnxRunner:
+    """Load an .onnx file on the CPU, or on the GPU through TensorRT/CUDA when asked."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendUnavailable("onnxruntime is not installed: pip install onnxruntime") from None
+    threads = threads or available_cpus()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.log_severity_level = 3
+    providers = ["CPUExecutionProvider"]
+    if device == "gpu":
+        providers = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()] + providers
+        if len(providers) == 1:
+            have = ", ".join(ort.get_available_providers())
+            raise BackendUnavailable(f"no GPU provider in onnxruntime ({have}); pip install onnxruntime-gpu")
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as e:  # onnxruntime raises its own untyped exceptions
+        raise ModelError(f"cannot load {path}: {first_line(e)}") from None
+    meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    outputs = sess.get_outputs()[0].shape[-1]
+    return OnnxRunner("onnxruntime", sess.get_providers()[0], threads, outputs if isinstance(outputs, int) else 0,
+                      json.loads(meta) if meta else {}, session=sess, input_name=sess.get_inputs()[0].name)

@@ -1,0 +1,27 @@
+"""JSON payloads shared by the Lambda handler and the server: ``{"url": ...}`` or ``{"image": base64}``."""
+
+import base64
+import binascii
+
+from runtime.errors import ImageError
+from runtime.fetch import fetch
+
+
+def image_bytes(payload) -> bytes:
+    """The image of a payload: fetched from ``url`` or decoded from base64 ``image``."""
+    if not isinstance(payload, dict):
+        raise ImageError('expected a JSON object with "url" or "image" (base64)')
+    if payload.get("url"):
+        return fetch(str(payload["url"]))
+    if payload.get("image"):
+        try:
+            return base64.b64decode(payload["image"], validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise ImageError("'image' is not valid base64") from None
+    raise ImageError('expected a JSON object with "url" or "image" (base64)')
+
+
+def class_logits(clf, image: bytes) -> dict[str, float]:
+    """``{class: logit}`` for one image, as the course's Lambda function returned."""
+    pred = clf.predict([image], top_k=1)[0]
+    return dict(zip(clf.info.classes, pred.logits, strict=True))

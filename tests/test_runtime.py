@@ -1,0 +1,182 @@
+"""The TF-free runtime: backends, Classifier, the predict CLI, URL safety, the Lambda handler."""
+
+import base64
+import functools
+import http.server
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from runtime.backends import dequantize, quantize
+from runtime.classifier import Classifier
+from runtime.errors import FetchError
+from runtime.fetch import fetch, is_public
+from runtime.images import list_images
+from runtime.preprocessing import preprocess_batch
+from runtime.threads import available_cpus, cgroup_cpus
+from tests.conftest import run_module
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def keras_labels(converted, tiny_data):
+    """Keras' own top-1 labels for the tiny test images, computed independently of the runtime."""
+    files = list_images(tiny_data / "test")
+    model = keras.models.load_model(converted / "model.keras", compile=False)
+    logits = model.predict(preprocess_batch(files, (71, 71)), verbose=0)
+    return {str(f): ["blue", "green", "red"][i] for f, i in zip(files, logits.argmax(1), strict=True)}
+
+
+@pytest.fixture()
+def http_root(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving tmp_path; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_bundle_loads_the_fastest_verified_artifact(converted):
+    from runtime.manifest import Manifest
+
+    clf = Classifier.load(converted)
+    arts = [a for a in Manifest.read(converted).artifacts if a["parity"]["passed"]]
+    assert clf.file.endswith(min(arts, key=lambda a: a["latency_ms"])["file"])
+
+
+def test_tflite_batches_of_any_size_match_single_images(converted, tiny_data):
+    x = preprocess_batch(list_images(tiny_data / "test")[:5], (71, 71))
+    for precision in ("fp32", "int8"):
+        runner = Classifier.load(converted, "tflite", precision).runner
+        single = np.concatenate([runner.infer(x[i:i + 1]) for i in range(5)])
+        np.testing.assert_allclose(runner.infer(x), single, atol=1e-5)
+        np.testing.assert_allclose(runner.infer(x[:2]), single[:2], atol=1e-5)
+
+
+def test_int8_tensors_are_quantized_with_scale_and_zero_point():
+    detail = {"dtype": np.int8, "quantization": (0.5, -3)}
+    x = np.array([-100.0, -1.0, 0.0, 0.74, 200.0], np.float32)
+    q = quantize(x, detail)
+    assert q.dtype == np.int8 and list(q) == [-128, -5, -3, -2, 127]
+    np.testing.assert_array_equal(dequantize(q, detail), (q.astype(np.float32) + 3) * 0.5)
+
+
+def test_thread_count_respects_affinity_and_cgroup(tmp_path):
+    import os
+
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpus(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpus(tmp_path) is None
+
+
+def test_predict_cli_files_folder_url_stdin_and_a_corrupt_file(converted, tiny_data, keras_labels, http_root):
+    root, base = http_root
+    good = sorted(keras_labels)
+    (root / "remote.jpg").write_bytes(open(good[0], "rb").read())
+    corrupt = root / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    folder = tiny_data / "test" / "red"
+    res = run_module("runtime.predict", good[0], corrupt, folder, f"{base}/remote.jpg", "-", good[1],
+                     "--model", converted, "--json", "--batch-size", 2,
+                     env={"RUNTIME_ALLOW_PRIVATE_URLS": "1"}, input_bytes=open(good[2], "rb").read())
+    assert res.returncode == 1
+    lines = [json.loads(line) for line in res.stdout.decode().splitlines()]
+    red = [str(p) for p in list_images(folder)]
+    assert [d["input"] for d in lines] == [good[0], str(corrupt), *red, f"{base}/remote.jpg", "-", good[1]]
+    assert set(lines[1]) == {"input", "error"} and "\n" not in lines[1]["error"]
+    answers = {d["input"]: d for d in lines if "label" in d}
+    for name, expected in [(good[0], keras_labels[good[0]]), (good[1], keras_labels[good[1]]),
+                           (f"{base}/remote.jpg", keras_labels[good[0]]), ("-", keras_labels[good[2]]),
+                           *[(r, keras_labels[r]) for r in red]]:
+        assert answers[name]["label"] == expected, name
+        assert len(answers[name]["logits"]) == 3 and len(answers[name]["top"]) == 3
+    assert "Traceback" not in res.stderr.decode()
+
+
+def test_predict_cli_refuses_a_loopback_url_by_default(converted, http_root):
+    root, base = http_root
+    (root / "x.jpg").write_bytes(b"whatever")
+    res = run_module("runtime.predict", f"{base}/x.jpg", "--model", converted, "--json")
+    assert res.returncode == 1
+    assert "non-public address 127.0.0.1" in json.loads(res.stdout)["error"]
+
+
+def test_predict_cli_bad_model_is_one_line(tmp_path):
+    res = run_module("runtime.predict", "x.jpg", "--model", tmp_path / "missing.onnx")
+    assert res.returncode == 2 and res.stderr.strip() == f"error: no model at {tmp_path / 'missing.onnx'}"
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "127.3.4.5", "0.0.0.0", "10.1.2.3", "172.16.0.1", "172.31.255.255",
+                                "192.168.1.1", "169.254.169.254", "::1", "fe80::1", "fc00::1", "fd12::1",
+                                "::ffff:169.254.169.254", "::ffff:127.0.0.1", "100.64.0.1", "224.0.0.1"])
+def test_non_public_addresses_are_refused(ip):
+    assert not is_public(ip)
+
+
+@pytest.mark.parametrize("url", ["http://2852039166/latest/meta-data/", "http://0xa9fea9fe/",
+                                 "http://0251.0376.0251.0376/", "http://[::ffff:169.254.169.254]/",
+                                 "http://localhost/", "http://127.1/", "ftp://example.com/x.jpg",
+                                 "file:///etc/passwd"])
+def test_metadata_endpoint_in_every_spelling_is_refused(url, monkeypatch):
+    monkeypatch.delenv("RUNTIME_ALLOW_PRIVATE_URLS", raising=False)
+    with pytest.raises(FetchError, match="refused"):
+        fetch(url)
+
+
+class Redirector(http.server.BaseHTTPRequestHandler):
+    """Redirects /go?to=URL to URL; serves b"image" elsewhere."""
+
+    def do_GET(self):
+        if self.path.startswith("/go?to="):
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/go?to="):])
+            self.end_headers()
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"image")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_redirects_are_followed_and_every_hop_is_checked(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "1")
+        assert fetch(f"{base}/go?to=/final.jpg") == b"image"
+        with pytest.raises(FetchError, match="refused: only http and https"):
+            fetch(f"{base}/go?to=file:///etc/passwd")
+        with pytest.raises(FetchError, match="too many redirects"):
+            fetch(f"{base}/go?to=/go?to=/go?to=/go?to=/go?to=/x")
+    finally:
+        server.shutdown()
+    assert is_public("8.8.8.8") and is_public("2001:4860:4860::8888")
+
+
+def test_lambda_handler_answers_the_course_event(converted, keras_labels, http_root, monkeypatch):
+    import runtime.lambda_function as lf
+
+    root, base = http_root
+    path = sorted(keras_labels)[0]
+    (root / "pants.jpg").write_bytes(open(path, "rb").read())
+    monkeypatch.setenv("RUNTIME_MODEL", str(converted))
+    monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.setattr(lf, "_model", None)
+    result = lf.lambda_handler({"url": f"{base}/pants.jpg"}, None)
+    assert set(result) == {"blue", "green", "red"} and max(result, key=result.get) == keras_labels[path]
+    b64 = base64.b64encode(open(path, "rb").read()).decode()
+    assert lf.lambda_handler({"image": b64}, None) == pytest.approx(result)
+    proxy = lf.lambda_handler({"body": b64, "isBase64Encoded": True}, None)
+    assert proxy["statusCode"] == 200 and json.loads(proxy["body"]) == pytest.approx(result)
+    bad = lf.lambda_handler({"body": json.dumps({"image": "!!!"})}, None)
+    assert bad["statusCode"] == 400 and "base64" in json.loads(bad["body"])["error"]

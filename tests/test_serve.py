@@ -1,0 +1,103 @@
+"""The FastAPI server on 127.0.0.1: concurrent requests, malformed ones, limits, the Lambda path."""
+
+import base64
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from runtime.images import list_images
+from tests.conftest import ROOT
+
+LIMIT = 6 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(converted):
+    """``python -m runtime.serve`` in its own process; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RUNTIME_ALLOW_PRIVATE_URLS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--model", str(converted), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(proc.stdout.read().decode())
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+    log = proc.stdout.read().decode()
+    assert "Traceback" not in log, log
+
+
+def test_concurrent_requests_all_answered(server, tiny_data):
+    images = [p.read_bytes() for p in list_images(tiny_data / "test")]
+    expected = {p.parent.name for p in list_images(tiny_data / "test")}
+
+    def post(body):
+        return httpx.post(f"{server}/predict", content=body, headers={"Content-Type": "image/jpeg"}, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(post, images))
+    assert all(r.status_code == 200 for r in responses)
+    assert {r.json()["label"] for r in responses} <= expected
+    assert all(len(r.json()["logits"]) == 3 for r in responses)
+
+
+def test_malformed_requests_get_json_errors_and_the_server_lives_on(server, tiny_data):
+    image = list_images(tiny_data / "test")[0].read_bytes()
+    cases = [
+        (dict(content=b"not an image", headers={"Content-Type": "image/jpeg"}), 400),
+        (dict(content=b"{bad json", headers={"Content-Type": "application/json"}), 400),
+        (dict(json={"image": "@@@"}), 400),
+        (dict(json={"nothing": 1}), 400),
+        (dict(json={"url": "http://169.254.169.254/latest/meta-data/"}), 400),
+        (dict(files={"other": ("x.jpg", image)}), 400),
+        (dict(content=b"\0" * (LIMIT + 1), headers={"Content-Type": "image/jpeg"}), 413),
+    ]
+    for kwargs, status in cases:
+        r = httpx.post(f"{server}/predict", timeout=30, **kwargs)
+        assert r.status_code == status, (kwargs.get("json"), r.text)
+        assert isinstance(r.json()["error"], str)
+    at_limit = httpx.post(f"{server}/predict", content=b"\0" * LIMIT, timeout=30)
+    assert at_limit.status_code == 400
+    ok = httpx.post(f"{server}/predict", files={"file": ("x.jpg", image, "image/jpeg")}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["label"] in {"blue", "green", "red"}
+    b64 = httpx.post(f"{server}/predict", json={"image": base64.b64encode(image).decode()}, timeout=30)
+    assert b64.json() == ok.json()
+
+
+def test_lambda_emulator_path_answers_the_course_test_script(server, tiny_data):
+    image = list_images(tiny_data / "test")[0].read_bytes()
+    url = f"{server}/2015-03-31/functions/function/invocations"
+    result = httpx.post(url, json={"image": base64.b64encode(image).decode()}, timeout=30).json()
+    assert set(result) == {"blue", "green", "red"}
+    health = httpx.get(f"{server}/health").json()
+    assert health["status"] == "ok" and health["classes"] == ["blue", "green", "red"]
+
+
+def test_openapi_schema_describes_the_api(server):
+    schema = httpx.get(f"{server}/openapi.json").json()
+    assert {"/predict", "/health", "/2015-03-31/functions/function/invocations"} <= set(schema["paths"])
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"image/jpeg", "multipart/form-data", "application/json"} <= set(body)
+    assert json.dumps(schema)
