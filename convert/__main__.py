@@ -1,0 +1,58 @@
+"""``python -m convert BUNDLE|MODEL``: export to TFLite and ONNX, verify each against Keras, publish."""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from runtime.formats import FORMATS, PRECISIONS
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def csv(choices):
+    """An argparse type for a comma-separated subset of ``choices``."""
+    def parse(text):
+        items = [x for x in text.split(",") if x]
+        bad = [x for x in items if x not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(choices)}")
+        return items
+    return parse
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
+    p.add_argument("source", type=Path, help="a bundle folder (with model.keras and manifest.json), "
+                                              "or a .keras/.h5 model file")
+    p.add_argument("--formats", type=csv(tuple(FORMATS)), default=list(FORMATS))
+    p.add_argument("--precisions", type=csv(PRECISIONS), default=list(PRECISIONS))
+    p.add_argument("--calibration", type=Path, help="folder of real images for int8 (>= 100 distinct)")
+    p.add_argument("--calibration-images", type=int, default=200)
+    p.add_argument("--parity", type=Path, help="images to compare on (default: validation/ beside "
+                                               "--calibration, else --calibration)")
+    p.add_argument("--parity-images", type=int, default=100)
+    p.add_argument("--classes", help="class names in output order, for a bare model file")
+    p.add_argument("--out", type=Path, help="bundle folder to create for a bare model file")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from convert.errors import ConvertError
+    from runtime.errors import RuntimeToolkitError
+
+    try:
+        from convert.report import run
+
+        return run(args)
+    except (ConvertError, RuntimeToolkitError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The conversion loop: for each (format, precision) of the table, export, verify, then publish."""
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from convert import to_onnx, to_tflite
+from convert.calibration import calibration_set
+from convert.errors import ConvertError, ExportError
+from convert.parity import check
+from convert.source import Source
+from runtime.compare import Parity, compare
+from runtime.errors import RuntimeToolkitError, first_line
+from runtime.files import sha256
+from runtime.formats import FORMATS
+from runtime.images import ImageSet, load_images
+
+EXPORTERS = {"tflite": to_tflite.export, "onnx": to_onnx.export}
+LATENCY_RUNS = 10
+
+
+@dataclass
+class Artifact:
+    """The outcome of one export: published with its parity, or failed with a reason."""
+
+    format: str
+    precision: str
+    file: str
+    seconds: float
+    bytes: int = 0
+    parity: Parity | None = None
+    latency_ms: float | None = None
+    notes: dict | None = None
+    error: str | None = None
+
+    def manifest_entry(self, bundle: Path) -> dict:
+        """The manifest's record of a published artifact."""
+        return {"file": self.file, "format": self.format, "precision": self.precision, "bytes": self.bytes,
+                "sha256": sha256(bundle / self.file), "latency_ms": self.latency_ms,
+                "parity": asdict(self.parity), **(self.notes or {})}
+
+
+def batch1_latency_ms(runner, batch: np.ndarray) -> float:
+    """Median milliseconds of one-image inference after one warm-up run."""
+    runner.infer(batch[:1])
+    times = []
+    for x in batch[:LATENCY_RUNS]:
+        t = time.perf_counter()
+        runner.infer(x[None])
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
+def build(source: Source, bundle: Path, fmt: str, precision: str, ref: np.ndarray, images: ImageSet,
+          calibration: ImageSet | None, exporter) -> Artifact:
+    """Export one artifact under a temporary name, check parity, then rename it into place."""
+    art = Artifact(fmt, precision, FORMATS[fmt].file(precision), 0.0)
+    tmp = bundle / f".{art.file}.partial"
+    t = time.perf_counter()
+    try:
+        try:
+            art.notes = exporter(source, precision, calibration, tmp)
+        except ConvertError:
+            raise
+        except Exception as e:  # exporters surface TensorFlow/tf2onnx/onnx errors of every type
+            raise ExportError(f"{art.file}: export failed: {first_line(e)}") from e
+        art.seconds = time.perf_counter() - t
+        runner = FORMATS[fmt].load(tmp, None, "cpu")
+        out = np.concatenate([runner.infer(images.batch[i:i + 32]) for i in range(0, len(images.batch), 32)])
+        art.parity = compare(ref, out, images.labels)
+        check(art.parity, precision, art.file)
+        art.latency_ms = batch1_latency_ms(runner, images.batch)
+        art.bytes = tmp.stat().st_size
+        os.replace(tmp, bundle / art.file)
+    except (ConvertError, RuntimeToolkitError) as e:
+        art.error, art.seconds = str(e), time.perf_counter() - t
+    finally:
+        tmp.unlink(missing_ok=True)
+    return art
+
+
+def convert(source: Source, bundle: Path, formats, precisions, parity_dir, parity_count: int,
+            calibration_dir=None, calibration_count=200, exporters=EXPORTERS) -> list[Artifact]:
+    """Build every requested artifact; the manifest is rewritten after each one that passes."""
+    m = source.manifest
+    mode = m.preprocessing.get("mode", "xception")
+    if "int8" in precisions and calibration_dir is None:
+        raise ConvertError("int8 needs --calibration DIR (at least 100 real images)")
+    images = load_images(parity_dir, source.size, m.classes, parity_count, mode)
+    calibration = None
+    if "int8" in precisions:
+        calibration = calibration_set(calibration_dir, source.size, m.classes, calibration_count, mode)
+    ref = source.predict(images.batch)
+    jobs = [(f, p) for f in FORMATS if f in formats for p in FORMATS[f].precisions if p in precisions]
+    results = []
+    for fmt, precision in (bar := tqdm(jobs, desc="converting", unit="artifact")):
+        bar.set_postfix_str(FORMATS[fmt].file(precision))
+        art = build(source, bundle, fmt, precision, ref, images, calibration, exporters[fmt])
+        results.append(art)
+        if art.error is None:
+            m.artifacts = [a for a in m.artifacts if a["file"] != art.file] + [art.manifest_entry(bundle)]
+            m.write(bundle)
+    m.write(bundle)
+    return results

@@ -1,0 +1,59 @@
+"""Run a conversion from parsed flags and print its summary table."""
+
+import sys
+from pathlib import Path
+
+from convert.errors import ConvertError
+from convert.pipeline import Artifact, convert
+from convert.source import make_bundle, open_source
+
+
+def resolve_bundle(args) -> Path:
+    """The bundle to convert: the folder given, or one made from a bare model file."""
+    if args.source.is_dir():
+        return args.source
+    if not args.source.is_file():
+        raise ConvertError(f"no bundle or model at {args.source}")
+    classes = [c for c in (args.classes or "").split(",") if c]
+    return make_bundle(args.source, args.out or Path("artifacts") / args.source.stem, classes)
+
+
+def parity_folder(args) -> Path:
+    """``--parity``, else ``validation/`` beside ``--calibration``, else ``--calibration``."""
+    if args.parity:
+        return args.parity
+    if args.calibration is None:
+        raise ConvertError("give --parity DIR or --calibration DIR: parity needs real images")
+    sibling = args.calibration.parent / "validation"
+    return sibling if sibling.is_dir() and sibling != args.calibration else args.calibration
+
+
+def table(results: list[Artifact]) -> str:
+    """Markdown: format, precision, size, seconds to convert, parity."""
+    rows = ["| file | format | precision | MB | convert s | max abs diff | top-1 agree | acc (keras -> export) "
+            "| b1 ms | parity |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for a in results:
+        p = a.parity
+        acc = f"{p.accuracy_ref:.3f} -> {p.accuracy:.3f}" if p and p.accuracy is not None else "-"
+        rows.append(f"| {a.file} | {a.format} | {a.precision} | {a.bytes / 1e6:.1f} | {a.seconds:.1f} | "
+                    + (f"{p.max_abs_logit_diff:.2e} | {p.top1_agreement:.1%} | {acc} | " if p else "- | - | - | ")
+                    + (f"{a.latency_ms:.1f} | " if a.latency_ms else "- | ")
+                    + ("passed |" if a.error is None else f"FAILED: {a.error} |"))
+    return "\n".join(rows)
+
+
+def run(args) -> int:
+    """Convert, print the table and one line per failed artifact; non-zero if any failed."""
+    bundle = resolve_bundle(args)
+    source = open_source(bundle)
+    try:
+        results = convert(source, bundle, args.formats, args.precisions, parity_folder(args), args.parity_images,
+                          args.calibration, args.calibration_images)
+    finally:
+        source.close()
+    print("\n" + table(results))
+    failed = [a for a in results if a.error]
+    for a in failed:
+        print(f"error: {a.error}", file=sys.stderr)
+    print(f"\n{len(results) - len(failed)}/{len(results)} artifacts published in {bundle}")
+    return 1 if failed else 0

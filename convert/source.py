@@ -1,0 +1,94 @@
+"""The source Keras model of a bundle: loading, its SavedModel export, the metadata every file carries."""
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convert.errors import SourceError
+from runtime.errors import first_line
+from runtime.files import sha256
+from runtime.manifest import Manifest
+
+
+@dataclass
+class Source:
+    """A loaded Keras model, its bundle manifest and a scratch folder for intermediate exports."""
+
+    model: object
+    manifest: Manifest
+    scratch: Path
+    _saved_model: Path | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.manifest.input["height"], self.manifest.input["width"]
+
+    def metadata(self, fmt: str, precision: str) -> dict:
+        """What a model file carries so that it predicts labels alone."""
+        m = self.manifest
+        return {"name": m.name, "classes": m.classes, "input": m.input, "preprocessing": m.preprocessing,
+                "output": m.output, "format": fmt, "precision": precision, "source_sha256": m.source["sha256"]}
+
+    def saved_model(self) -> Path:
+        """The model exported once as a TF SavedModel (Keras 3's ``model.export``)."""
+        if self._saved_model is None:
+            path = self.scratch / "saved_model"
+            self.model.export(str(path), format="tf_saved_model", verbose=False)
+            self._saved_model = path
+        return self._saved_model
+
+    def predict(self, batch: np.ndarray, batch_size=32) -> np.ndarray:
+        """Reference logits from Keras."""
+        return self.model.predict(batch, batch_size=batch_size, verbose=0)
+
+    def close(self):
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def load_keras(path):
+    """Load a ``.keras`` or legacy HDF5 ``.h5`` model without its training configuration."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many kinds for a bad file
+        raise SourceError(f"cannot load Keras model {path}: {first_line(e)}") from None
+
+
+def open_source(bundle: Path) -> Source:
+    """Load ``bundle/model.keras``; refresh the manifest's source hash if the model changed."""
+    manifest = Manifest.read(bundle)
+    model_file = bundle / manifest.source.get("file", "model.keras")
+    model = load_keras(model_file)
+    digest = sha256(model_file)
+    if manifest.source.get("sha256") != digest:
+        manifest.source["sha256"], manifest.artifacts = digest, []
+    shape = model.input_shape
+    if (shape[1], shape[2]) != (manifest.input["height"], manifest.input["width"]):
+        raise SourceError(f"{model_file}: input {shape[1:3]} differs from the manifest's "
+                          f"{manifest.input['height']}x{manifest.input['width']}")
+    if model.output_shape[-1] != len(manifest.classes):
+        raise SourceError(f"{model_file}: {model.output_shape[-1]} outputs but {len(manifest.classes)} classes")
+    return Source(model, manifest, Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle)))
+
+
+def make_bundle(model_path: Path, out: Path, classes: list[str]) -> Path:
+    """Turn a user's own ``.keras``/``.h5`` model into a bundle (model.keras + manifest)."""
+    import keras
+    import tensorflow as tf
+
+    model = load_keras(model_path)
+    if not classes:
+        raise SourceError("a bare model needs --classes (comma-separated, in output order)")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".model.partial.keras"
+    model.save(tmp)
+    tmp.replace(out / "model.keras")
+    size = model.input_shape[1]
+    source = {"file": "model.keras", "sha256": sha256(out / "model.keras"), "tensorflow": tf.__version__,
+              "keras": keras.__version__, "from": str(model_path)}
+    Manifest.for_model(out.name, classes, size, source).write(out)
+    return out
