@@ -1,0 +1,43 @@
+"""Child process for cold-start timing: import, load, preprocess and predict one image, print JSON.
+
+``python -m benchmarks.coldstart keras|runtime PATH IMAGE [DEVICE]``; the parent measures from
+before it spawned this process to the ``done`` timestamp printed here.
+"""
+
+import json
+import resource
+import sys
+import time
+
+
+def main():
+    kind, path, image = sys.argv[1:4]
+    device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+    from runtime.preprocessing import preprocess
+
+    if kind == "keras":
+        import keras
+
+        model = keras.models.load_model(path, compile=False)
+        shape = model.input_shape
+        x = preprocess(image, (shape[1], shape[2]))[None]
+        label = int(model.predict(x, verbose=0).argmax())
+    else:
+        from runtime.classifier import Classifier
+
+        clf = Classifier.load(path, device=device)
+        label = clf.info.classes.index(clf.predict([image])[0].label)
+    done = time.time()
+    print(json.dumps({"done": done, "label": label, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    main()

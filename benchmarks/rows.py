@@ -1,0 +1,129 @@
+"""One benchmark row per target (Keras predict, Keras compiled, each artifact), measured the same way."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.compare import compare
+from runtime.errors import BackendUnavailable, RuntimeToolkitError, first_line
+from runtime.formats import FORMATS
+from runtime.preprocessing import preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Target:
+    """Something to measure: the Keras model (predict or compiled) or one artifact file."""
+
+    name: str
+    format: str
+    precision: str
+    file: Path
+
+
+@dataclass
+class Row:
+    """Every column of the report; None where a measurement does not apply or did not run."""
+
+    name: str
+    format: str
+    precision: str
+    device: str
+    status: str = "ok"
+    reason: str = ""
+    provider: str = ""
+    threads: int | None = None
+    size_mb: float | None = None
+    max_abs_diff: float | None = None
+    top1_agreement: float | None = None
+    accuracy: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    e2e_p50_ms: float | None = None
+    throughput_b32: float | None = None
+    gflops: float | None = None
+    peak_share: float | None = None
+    cold_start_s: float | None = None
+    peak_rss_mb: float | None = None
+
+
+def targets(bundle: Path) -> list[Target]:
+    """Keras predict, Keras compiled, then every (format, precision) of the formats table."""
+    keras = bundle / "model.keras"
+    rows = [Target("keras predict", "keras", "fp32", keras), Target("keras compiled", "keras", "fp32", keras)]
+    return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p)) for f in FORMATS
+                   for p in FORMATS[f].precisions]
+
+
+def load(target: Target, device: str):
+    """A runner for the target (BackendUnavailable / RuntimeToolkitError when it cannot be had)."""
+    if target.format == "keras":
+        from benchmarks.keras_runner import load_keras
+
+        return load_keras(target.file, target.name == "keras compiled", device)
+    if not target.file.exists():
+        raise BackendUnavailable(f"{target.file.name} is not in the bundle (not converted, or it failed parity)")
+    return FORMATS[target.format].load(target.file, None, device)
+
+
+def logits(runner, batch: np.ndarray, size=32) -> np.ndarray:
+    """Logits of a whole image set, in batches."""
+    return np.concatenate([runner.infer(batch[i:i + size]) for i in range(0, len(batch), size)])
+
+
+def cold_start(target: Target, image: str, device: str) -> tuple[float, float]:
+    """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB."""
+    kind = "keras" if target.format == "keras" else "runtime"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    start = time.time()
+    res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(target.file), image, device],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"cold start failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return out["done"] - start, out["peak_rss_mb"]
+
+
+def measure(target: Target, device: str, images, ref, macs: int, peak: float, timing) -> tuple[Row, np.ndarray]:
+    """Measure one target; a missing backend or file gives an 'unavailable' row, an error a 'failed' one."""
+    from benchmarks.timing import latency, throughput
+
+    row = Row(target.name, target.format, target.precision, device)
+    try:
+        runner = load(target, device)
+    except BackendUnavailable as e:
+        row.status, row.reason = "unavailable", str(e)
+        return row, None
+    except (RuntimeToolkitError, OSError, ValueError) as e:
+        row.status, row.reason = "failed", first_line(e)
+        return row, None
+    row.provider, row.threads = runner.provider, runner.threads
+    row.size_mb = target.file.stat().st_size / 1e6
+    out = logits(runner, images.batch)
+    p = compare(out if ref is None else ref, out, images.labels)
+    row.accuracy = p.accuracy
+    if ref is not None:
+        row.max_abs_diff, row.top1_agreement = p.max_abs_logit_diff, p.top1_agreement
+    one = images.batch[:1]
+    lat = latency(lambda: runner.infer(one), runs=timing.runs)
+    row.p50_ms, row.p90_ms, row.p99_ms = lat.p50, lat.p90, lat.p99
+    jpeg = Path(images.files[0]).read_bytes()
+    size = images.batch.shape[1:3]
+    row.e2e_p50_ms = latency(lambda: runner.infer(preprocess(io.BytesIO(jpeg), size)[None]).argmax(),
+                             runs=timing.runs).p50
+    b32 = np.resize(images.batch, (32, *images.batch.shape[1:]))
+    row.throughput_b32 = throughput(lambda: runner.infer(b32), 32, timing.throughput_s)
+    if macs:
+        row.gflops = 2 * macs * row.throughput_b32 / 1e9
+        row.peak_share = row.gflops / peak
+    row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device)
+    return row, out

@@ -1,0 +1,81 @@
+"""The benchmark on the tiny bundle: columns filled or explained, parity recomputed, unavailable rows."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime.images import list_images
+from runtime.preprocessing import preprocess_batch
+from tests.conftest import run_module
+
+keras = pytest.importorskip("keras")
+FAST = ["--runs", "5", "--throughput-seconds", "0.2"]
+MEASURED = ["size_mb", "accuracy", "p50_ms", "p90_ms", "p99_ms", "e2e_p50_ms", "throughput_b32", "gflops",
+            "peak_share", "cold_start_s", "peak_rss_mb", "threads", "provider"]
+
+
+@pytest.fixture(scope="module")
+def report(converted, tiny_data, tmp_path_factory):
+    """One CPU benchmark of the tiny bundle, with the fp16 TFLite file removed from its copy."""
+    bundle = tmp_path_factory.mktemp("bench") / "tiny"
+    shutil.copytree(converted, bundle)
+    (bundle / "model.fp16.tflite").unlink()
+    out = tmp_path_factory.mktemp("reports")
+    res = run_module("benchmarks", bundle, "--images", tiny_data / "test", "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return bundle, out / "tiny", res.stdout
+
+
+def test_every_column_is_filled_or_explained(report):
+    _, out, stdout = report
+    data = json.loads((out / "report.json").read_text())
+    rows = {r["name"]: r for r in data["rows"]}
+    assert list(rows)[:2] == ["keras predict", "keras compiled"] and len(rows) == 8
+    for name, r in rows.items():
+        if name == "tflite fp16":
+            assert r["status"] == "unavailable" and "not in the bundle" in r["reason"]
+            continue
+        assert r["status"] == "ok", r
+        for key in MEASURED + (["max_abs_diff", "top1_agreement"] if name != "keras predict" else []):
+            assert r[key] is not None, (name, key)
+    assert data["provenance"]["flags"]["avx2"] in (True, False) and data["provenance"]["versions"]["numpy"]
+    assert data["gmacs"] > 0 and data["matmul_peak_gflops"] > 0
+    assert "| keras predict | ok |" in stdout and "unavailable: model.fp16.tflite" in stdout
+    for name in ("report.md", "results.csv", "latency_vs_accuracy.png", "logit_diffs.png"):
+        assert (out / name).stat().st_size > 0
+    with Image.open(out / "logit_diffs.png") as png:
+        assert png.format == "PNG"
+
+
+def test_parity_columns_equal_an_independent_computation(report, tiny_data):
+    import onnxruntime as ort
+
+    bundle, out, _ = report
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    files = list_images(tiny_data / "test")
+    x = preprocess_batch(files, (71, 71))
+    labels = np.array([["blue", "green", "red"].index(f.parent.name) for f in files])
+    ref = keras.models.load_model(bundle / "model.keras", compile=False).predict(x, verbose=0)
+    sess = ort.InferenceSession(str(bundle / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    row = rows["onnx int8"]
+    assert row["max_abs_diff"] == pytest.approx(np.abs(got - ref).max(), rel=1e-4)
+    assert row["top1_agreement"] == pytest.approx(np.mean(got.argmax(1) == ref.argmax(1)))
+    assert row["accuracy"] == pytest.approx(np.mean(got.argmax(1) == labels))
+    assert rows["keras predict"]["accuracy"] == pytest.approx(np.mean(ref.argmax(1) == labels))
+
+
+def test_without_a_gpu_gpu_rows_are_unavailable_with_a_reason(report, tiny_data, tmp_path):
+    bundle, _, _ = report
+    res = run_module("benchmarks", bundle, "--images", tiny_data / "test", "--device", "gpu", "--out", tmp_path,
+                     *FAST)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads((tmp_path / "tiny-gpu" / "report.json").read_text())["rows"]
+    reasons = {r["name"]: r["reason"] for r in rows}
+    assert all(r["status"] == "unavailable" for r in rows)
+    assert reasons["keras predict"] == "no GPU visible to TensorFlow"
+    assert reasons["onnx fp32"].startswith("no GPU provider in onnxruntime")
+    assert "CPU" in reasons["tflite int8"]
