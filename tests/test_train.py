@@ -84,6 +84,7 @@ def test_bundle_manifest_describes_the_model(trained):
     assert m.classes == ["blue", "green", "red"] and m.input["height"] == SIZE
     assert m.source["sha256"] == sha256(out / "model.keras") and m.artifacts == []
     assert "best epoch" in stdout and "s/epoch" in stdout
+    assert record["separation"]["between_image_std"] > 0.1 and record["separation"]["classes_predicted"] >= 2
 
 
 def test_recalibrated_base_separates_images(tiny_data):
@@ -162,6 +163,14 @@ def test_missing_weights_file_is_one_line_error(tiny_data, tmp_path):
     assert res.stderr.strip().splitlines()[-1] == f"error: weights file not found: {tmp_path / 'nope.h5'}"
 
 
+def test_collapsed_logits_are_refused_before_publishing(tiny_data, tmp_path):
+    res = run_module("train", "--data", tiny_data, "--size", SIZE, "--epochs", 1, "--weights", "none",
+                     "--limit", 6, "--min-logit-std", 0.05, "--out", tmp_path / "b")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: logits are not separated: std between images")
+    assert not (tmp_path / "b" / "model.keras").exists()
+
+
 def test_imagenet_offline_fails_with_one_line(tiny_data, tmp_path):
     res = run_module("train", "--data", tiny_data, "--size", SIZE, "--epochs", 1, "--out", tmp_path / "b",
                      env={"KERAS_HOME": str(tmp_path / "keras-home"),
@@ -177,3 +186,15 @@ def test_help_does_not_import_tensorflow():
     res = run_module("train", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert res.returncode == 0 and "--weights" in res.stdout
     assert " tensorflow" not in res.stderr
+
+
+def test_resize_keeps_the_weights_at_another_size(trained, tiny_data, tmp_path):
+    from train.bundle import resize
+
+    out, _, _ = trained
+    model = resize(out, 96, tmp_path / "tiny-96")
+    small = keras.models.load_model(out / "model.keras")
+    big = keras.models.load_model(model)
+    assert big.input_shape == (None, 96, 96, 3) and Manifest.read(tmp_path / "tiny-96").input["height"] == 96
+    for a, b in zip(small.get_weights(), big.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

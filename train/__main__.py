@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from train.cli import add_config_args  # noqa: E402
 from train.errors import TrainError  # noqa: E402
 
-COMMANDS = ("sweep", "evaluate", "cache-bench")
+COMMANDS = ("sweep", "evaluate", "cache-bench", "resize")
 
 
 def parser(command: str | None) -> argparse.ArgumentParser:
@@ -22,6 +22,13 @@ def parser(command: str | None) -> argparse.ArgumentParser:
         p.add_argument("model", help="a .keras model file")
         p.add_argument("--data", required=True, help="labelled folder of class subfolders, e.g. .../test")
         p.add_argument("--batch-size", type=int, default=32)
+        return p
+    if command == "resize":
+        p.add_argument("bundle", help="bundle folder holding model.keras and manifest.json")
+        p.add_argument("--size", type=int, required=True)
+        p.add_argument("--out", required=True, help="new bundle folder")
+        p.add_argument("--recalibrate-on", help="re-estimate BatchNorm statistics on this image folder")
+        p.add_argument("--limit", type=int, default=30, help="images per class used to re-estimate")
         return p
     if command == "sweep":
         from train.config import SWEEPS

@@ -28,3 +28,16 @@ def recalibrate(base: keras.Model, folder: ImageFolder, size: int, batch_size=32
         for layer, (momentum, trainable) in zip(bns, saved, strict=True):
             layer.momentum, layer.trainable = momentum, trainable
     return len(batches)
+
+
+class RecalibrateEachEpoch(keras.callbacks.Callback):
+    """When the base is trained, re-estimate its BN statistics after each epoch's last batch,
+    so that validation and checkpoints see statistics that match the new weights."""
+
+    def __init__(self, base, folder: ImageFolder, size: int, batch_size: int, steps: int):
+        super().__init__()
+        self.args, self.steps = (base, folder, size, batch_size), steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.steps - 1:
+            recalibrate(*self.args)

@@ -5,13 +5,32 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from runtime.files import sha256, write_json
 from runtime.manifest import Manifest
+from train.checkpoint import save_atomic
 from train.data import Batches, ImageFolder
+from train.errors import TrainError
 from train.fit import FitResult
 
 MODEL = "model.keras"
+
+
+@dataclass
+class Separation:
+    """Whether validation logits differ between images: a collapsed model gives std ~ 0."""
+
+    logit_min: float
+    logit_max: float
+    between_image_std: float
+    classes_predicted: int
+
+    @classmethod
+    def of(cls, logits: np.ndarray):
+        """Spread of a (images, classes) logit matrix."""
+        return cls(float(logits.min()), float(logits.max()), float(logits.std(0).mean()),
+                   len(set(logits.argmax(1).tolist())))
 
 
 @dataclass
@@ -31,7 +50,16 @@ def evaluate(model, folder: ImageFolder, size: int, batch_size=32) -> Evaluation
     return Evaluation(len(folder.paths), float(loss), float(acc))
 
 
-def publish(result: FitResult, out, test: Evaluation | None):
+def separation(model, folder: ImageFolder, size: int, minimum: float | None, batch_size=32) -> Separation:
+    """Spread of the model's logits over ``folder``; TrainError when it is below ``minimum``."""
+    sep = Separation.of(model.predict(Batches(folder, size, batch_size), verbose=0))
+    if minimum is not None and sep.between_image_std < minimum:
+        raise TrainError(f"logits are not separated: std between images {sep.between_image_std:.3g} < {minimum} "
+                         f"(range {sep.logit_min:.2f}..{sep.logit_max:.2f}); nothing published")
+    return sep
+
+
+def publish(result: FitResult, out, test: Evaluation | None, sep: Separation):
     """Copy the best checkpoint to ``out/model.keras``; write history, train record and manifest."""
     out = Path(out)
     model = out / MODEL
@@ -41,11 +69,40 @@ def publish(result: FitResult, out, test: Evaluation | None):
     write_json(out / "history.json", {**result.history, "seconds": result.epoch_seconds})
     write_json(out / "train.json", {
         "config": asdict(result.config), "classes": result.classes, "best": asdict(result.best),
-        "test": asdict(test) if test else None, "seconds": result.seconds,
+        "test": asdict(test) if test else None, "separation": asdict(sep), "seconds": result.seconds,
         "cache_seconds": result.cache.seconds if result.cache else None})
+    write_manifest(out, result.classes, result.config.size)
+    return model
+
+
+def write_manifest(out: Path, classes, size: int, **source):
+    """The bundle's manifest for its model.keras, with no artifacts yet."""
     import tensorflow as tf
 
-    source = {"file": MODEL, "sha256": sha256(model), "tensorflow": tf.__version__,
-              "keras": keras.__version__}
-    Manifest.for_model(out.name, result.classes, result.config.size, source).write(out)
-    return model
+    source = {"file": MODEL, "sha256": sha256(out / MODEL), "tensorflow": tf.__version__,
+              "keras": keras.__version__, **source}
+    Manifest.for_model(out.name, classes, size, source).write(out)
+
+
+def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
+    """Copy a bundle's model to another input size (Xception is fully convolutional) as a new bundle,
+    optionally re-estimating BatchNorm statistics at the new size."""
+    from train.bn import recalibrate
+    from train.model import make_base
+
+    bundle, out = Path(bundle), Path(out)
+    old = keras.models.load_model(bundle / MODEL)
+    base = make_base(size, "none")
+    base.set_weights(old.get_layer("xception").get_weights())
+    if recalibrate_on is not None:
+        recalibrate(base, recalibrate_on, size)
+    base.trainable = False
+    head = keras.models.clone_model(old.get_layer("head"))
+    head.set_weights(old.get_layer("head").get_weights())
+    inputs = keras.Input((size, size, 3), name="image")
+    outputs = head(keras.layers.GlobalAveragePooling2D(name="pool")(base(inputs, training=False)))
+    model = keras.Model(inputs, outputs, name=old.name)
+    out.mkdir(parents=True, exist_ok=True)
+    save_atomic(model, out / MODEL)
+    write_manifest(out, Manifest.read(bundle).classes, size, resized_from=str(bundle / MODEL))
+    return out / MODEL

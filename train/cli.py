@@ -7,7 +7,8 @@ from train.profiles import PROFILES
 
 FLAGS = {"size": "size", "epochs": "epochs", "lr": "learning_rate", "inner": "size_inner",
          "dropout": "droprate", "augment": "augment", "weights": "weights",
-         "batch_size": "batch_size", "limit": "limit", "seed": "seed", "version": "version"}
+         "batch_size": "batch_size", "limit": "limit", "seed": "seed", "version": "version",
+         "min_logit_std": "min_logit_std"}
 SWITCHES = ("train_base", "recalibrate_bn", "distribute")
 
 
@@ -43,6 +44,8 @@ def add_config_args(p: argparse.ArgumentParser):
     p.add_argument("--limit", type=int, help="at most this many images per class and split")
     p.add_argument("--seed", type=int)
     p.add_argument("--version", help="checkpoint name version, as xception_v1_...")
+    p.add_argument("--min-logit-std", type=float,
+                   help="refuse to publish when validation logits vary less than this between images")
     p.add_argument("--train-base", action="store_true", help="also train the Xception base")
     p.add_argument("--recalibrate-bn", action="store_true",
                    help="re-estimate the base's BatchNorm statistics on the training images first")

@@ -5,8 +5,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import keras
+
 from train.bundle import evaluate as evaluate_model
-from train.bundle import publish
+from train.bundle import publish, separation
+from train.bundle import resize as resize_bundle
 from train.cli import config_from
 from train.data import ImageFolder
 from train.fit import Splits, fit
@@ -20,14 +23,18 @@ def train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     splits = Splits.load(cfg.data, cfg.limit)
     res = fit(cfg, splits, checkpoints=out / "checkpoints")
-    test = evaluate_model(res.best.file, splits.test, cfg.size, cfg.batch_size) if splits.test else None
-    model = publish(res, out, test)
+    best = keras.models.load_model(res.best.file)
+    sep = separation(best, splits.val, cfg.size, cfg.min_logit_std, cfg.batch_size)
+    test = evaluate_model(best, splits.test, cfg.size, cfg.batch_size) if splits.test else None
+    model = publish(res, out, test, sep)
     per_epoch = sum(res.epoch_seconds) / len(res.epoch_seconds)
     print(f"\nbest epoch {res.best.epoch}/{cfg.epochs}: val_accuracy {res.best.val_accuracy:.3f}"
           + (f", test_accuracy {test.accuracy:.3f} on {test.images} images" if test else ""))
     print(f"{'cached features' if res.cache else 'full model'}: {per_epoch:.1f} s/epoch"
           + (f" after {res.cache.seconds:.1f} s of feature extraction" if res.cache else "")
           + f", {res.seconds:.0f} s in all")
+    print(f"validation logits {sep.logit_min:.2f}..{sep.logit_max:.2f}, std between images "
+          f"{sep.between_image_std:.3f}, {sep.classes_predicted} classes predicted")
     print(f"model: {model}")
     return 0
 
@@ -44,10 +51,16 @@ def sweep(args) -> int:
     return 0
 
 
+def resize(args) -> int:
+    """Write a copy of a bundle's model at another input size."""
+    folder = ImageFolder.scan(args.recalibrate_on, limit=args.limit) if args.recalibrate_on else None
+    model = resize_bundle(args.bundle, args.size, args.out, folder)
+    print(f"model at {args.size} px: {model}")
+    return 0
+
+
 def evaluate(args) -> int:
     """Accuracy of a saved model on a labelled folder (course 8.12)."""
-    import keras
-
     model = keras.models.load_model(args.model)
     folder = ImageFolder.scan(args.data)
     ev = evaluate_model(model, folder, model.input_shape[1], args.batch_size)

@@ -26,6 +26,7 @@ class TrainConfig:
     distribute: bool = False
     seed: int = 1
     version: str = "v1"
+    min_logit_std: float | None = None
 
     @property
     def cacheable(self) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 
 from train.augment import make_augmenter
-from train.bn import recalibrate
+from train.bn import RecalibrateEachEpoch, recalibrate
 from train.checkpoint import BestCheckpoint, Checkpoint, EpochTimer
 from train.config import TrainConfig
 from train.data import Batches, ImageFolder
@@ -70,7 +70,7 @@ def fit(cfg: TrainConfig, splits: Splits, checkpoints=None, cache: FeatureCache 
     with strategy_scope(cfg.distribute):
         cache = cache if cfg.cacheable else None
         base = cache.base if cache else make_base(cfg.size, cfg.weights)
-        if cache is None and cfg.recalibrate_bn:
+        if cache is None and cfg.recalibrate_bn and not cfg.train_base:
             recalibrate(base, splits.train, cfg.size, cfg.batch_size)
         if cfg.cacheable and cache is None:
             cache = extract(base, splits.train, splits.val, cfg.size, cfg.batch_size)
@@ -78,6 +78,8 @@ def fit(cfg: TrainConfig, splits: Splits, checkpoints=None, cache: FeatureCache 
                            cfg.train_base, n, base=base)
         best, timer = BestCheckpoint(model, checkpoints, cfg.version), EpochTimer()
         if cache:
+            # A wrapper (not the nested head) shares the full model's optimizer, so the saved
+            # model.keras carries the optimizer state at its top level and reloads cleanly.
             head = keras.Sequential([keras.Input((FEATURES,)), model.get_layer("head")])
             head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
             hist = head.fit(cache.train, splits.train.one_hot(slice(None)), batch_size=cfg.batch_size,
@@ -87,7 +89,9 @@ def fit(cfg: TrainConfig, splits: Splits, checkpoints=None, cache: FeatureCache 
             train = Batches(splits.train, cfg.size, cfg.batch_size, shuffle=True, seed=cfg.seed,
                             augment=make_augmenter(cfg.augment, cfg.size))
             val = Batches(splits.val, cfg.size, cfg.batch_size)
-            hist = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=[best, timer])
+            extra = [RecalibrateEachEpoch(base, splits.train, cfg.size, cfg.batch_size, len(train))
+                     ] if cfg.train_base and cfg.recalibrate_bn else []
+            hist = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=[*extra, best, timer])
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     return FitResult(cfg, splits.train.classes, model, history, best.best,
                      time.perf_counter() - t0, timer.seconds, cache)
