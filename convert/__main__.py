@@ -32,6 +32,8 @@ def parser():
     p.add_argument("--parity", type=Path, help="images to compare on (default: validation/ beside "
                                                "--calibration, else --calibration)")
     p.add_argument("--parity-images", type=int, default=100)
+    p.add_argument("--int8-reduce-range", choices=("auto", "on", "off"), default="auto",
+                   help="ONNX int8 7-bit weights: auto = on when the CPU has no VNNI")
     p.add_argument("--classes", help="class names in output order, for a bare model file")
     p.add_argument("--out", type=Path, help="bundle folder to create for a bare model file")
     return p

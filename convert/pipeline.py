@@ -68,16 +68,15 @@ def build(source: Source, bundle: Path, fmt: str, precision: str, ref: np.ndarra
             raise
         except Exception as e:  # exporters surface TensorFlow/tf2onnx/onnx errors of every type
             raise ExportError(f"{art.file}: export failed: {first_line(e)}") from e
-        art.seconds = time.perf_counter() - t
+        art.seconds, art.bytes = time.perf_counter() - t, tmp.stat().st_size
         runner = FORMATS[fmt].load(tmp, None, "cpu")
         out = np.concatenate([runner.infer(images.batch[i:i + 32]) for i in range(0, len(images.batch), 32)])
         art.parity = compare(ref, out, images.labels)
         check(art.parity, precision, art.file)
         art.latency_ms = batch1_latency_ms(runner, images.batch)
-        art.bytes = tmp.stat().st_size
         os.replace(tmp, bundle / art.file)
     except (ConvertError, RuntimeToolkitError) as e:
-        art.error, art.seconds = str(e), time.perf_counter() - t
+        art.error, art.seconds = str(e), art.seconds or time.perf_counter() - t
     finally:
         tmp.unlink(missing_ok=True)
     return art

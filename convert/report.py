@@ -29,16 +29,17 @@ def parity_folder(args) -> Path:
 
 
 def table(results: list[Artifact]) -> str:
-    """Markdown: format, precision, size, seconds to convert, parity."""
-    rows = ["| file | format | precision | MB | convert s | max abs diff | top-1 agree | acc (keras -> export) "
-            "| b1 ms | parity |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown: format, precision, size, seconds to convert, parity against Keras."""
+    rows = ["| file | MB | convert s | max abs diff | mean abs diff | diff / range | top-1 agree | top-5 overlap "
+            "| accuracy keras -> export | b1 ms | parity |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in results:
         p = a.parity
         acc = f"{p.accuracy_ref:.3f} -> {p.accuracy:.3f}" if p and p.accuracy is not None else "-"
-        rows.append(f"| {a.file} | {a.format} | {a.precision} | {a.bytes / 1e6:.1f} | {a.seconds:.1f} | "
-                    + (f"{p.max_abs_logit_diff:.2e} | {p.top1_agreement:.1%} | {acc} | " if p else "- | - | - | ")
-                    + (f"{a.latency_ms:.1f} | " if a.latency_ms else "- | ")
-                    + ("passed |" if a.error is None else f"FAILED: {a.error} |"))
+        cells = ([f"{p.max_abs_logit_diff:.2e}", f"{p.mean_abs_logit_diff:.2e}", f"{p.rel_logit_diff:.1e}",
+                  f"{p.top1_agreement:.1%}", f"{p.top5_overlap:.1%}", acc] if p else ["-"] * 6)
+        cells.append(f"{a.latency_ms:.1f}" if a.latency_ms else "-")
+        cells.append("passed" if a.error is None else f"FAILED: {a.error}")
+        rows.append(f"| {a.file} | {a.bytes / 1e6:.1f} | {a.seconds:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -46,6 +47,7 @@ def run(args) -> int:
     """Convert, print the table and one line per failed artifact; non-zero if any failed."""
     bundle = resolve_bundle(args)
     source = open_source(bundle)
+    source.reduce_range = {"auto": None, "on": True, "off": False}[args.int8_reduce_range]
     try:
         results = convert(source, bundle, args.formats, args.precisions, parity_folder(args), args.parity_images,
                           args.calibration, args.calibration_images)

@@ -20,6 +20,7 @@ class Source:
     model: object
     manifest: Manifest
     scratch: Path
+    reduce_range: bool | None = None  # ONNX int8: None chooses by the CPU's VNNI flag
     _saved_model: Path | None = field(default=None, repr=False)
 
     @property

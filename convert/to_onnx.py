@@ -34,10 +34,11 @@ class _Reader:
         return next(self.items, None)
 
 
-def int8_options() -> dict:
+def int8_options(forced: bool | None = None) -> dict:
     """reduce_range on CPUs without VNNI: 7-bit weights avoid AVX2's u8*s8 pair-sum saturation."""
-    cpu = cpu_info()
-    reduce = not cpu.vnni
+    if forced is not None:
+        return {"reduce_range": forced, "why": "set by --int8-reduce-range"}
+    reduce = not cpu_info().vnni
     why = ("no VNNI: AVX2 u8*s8 multiply-add saturates 16-bit pair sums; 7-bit weights avoid it"
            if reduce else "VNNI present: full 8-bit weights are exact on its dot-product instructions")
     return {"reduce_range": reduce, "why": why}
@@ -59,7 +60,7 @@ def export(source, precision: str, calibration, dest):
         return {}
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    opts = int8_options()
+    opts = int8_options(source.reduce_range)
     tmp = source.scratch / "int8.onnx"
     name = onnx.load(str(base), load_external_data=False).graph.input[0].name
     quantize_static(str(base), str(tmp), _Reader(name, calibration.batch), quant_format=QuantFormat.QDQ,
