@@ -4,7 +4,9 @@ Inference libraries are imported inside the loaders, so importing this module is
 """
 
 import json
+import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -99,7 +101,7 @@ def load_tflite(path, threads=None, device="cpu") -> TFLiteRunner:
         it.allocate_tensors()
         meta = read_metadata(data).get(METADATA_KEY)
         metadata = json.loads(meta) if meta else {}
-    except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError) as e:
+    except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
     batch = int(it.get_input_details()[0]["shape"][0])
     outputs = int(it.get_output_details()[0]["shape"][-1])
@@ -126,7 +128,10 @@ def load_onnx(path, threads=None, device="cpu") -> OnnxRunner:
             have = ", ".join(ort.get_available_providers())
             raise BackendUnavailable(f"no GPU provider in onnxruntime ({have}); pip install onnxruntime-gpu")
     try:
-        sess = ort.InferenceSession(str(path), opts, providers=providers)
+        # From bytes, not a path: a model that points to external data files cannot reach them.
+        sess = ort.InferenceSession(Path(path).read_bytes(), opts, providers=providers)
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {first_line(e)}") from None
     except Exception as e:  # onnxruntime raises its own untyped exceptions
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
     meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)

@@ -74,7 +74,7 @@ def _get(url: str, deadline: float):
         if int(resp.getheader("Content-Length") or 0) > MAX_BYTES:
             raise FetchError(f"refused: {url[:80]} is over {MAX_BYTES} bytes")
         body = bytearray()
-        while chunk := resp.read(65536):
+        while chunk := resp.read1(65536):
             body += chunk
             if len(body) > MAX_BYTES:
                 raise FetchError(f"refused: {url[:80]} is over {MAX_BYTES} bytes")

@@ -103,7 +103,7 @@ def parse_json(body: bytes):
         raise HttpError(400, "body is not valid JSON") from None
 
 
-def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=8) -> FastAPI:
+def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=32) -> FastAPI:
     """The app around one loaded classifier."""
     app = FastAPI(title="edge-classifier", version="1", description=__doc__)
     lock, state = asyncio.Lock(), {"inflight": 0}
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     p.add_argument("--threads", type=int)
-    p.add_argument("--max-inflight", type=int, default=8, help="requests held at once; more get 503")
+    p.add_argument("--max-inflight", type=int, default=32, help="requests held at once; more get 503")
     args = p.parse_args(argv)
     import uvicorn
 

@@ -180,3 +180,72 @@ def test_lambda_handler_answers_the_course_event(converted, keras_labels, http_r
     assert proxy["statusCode"] == 200 and json.loads(proxy["body"]) == pytest.approx(result)
     bad = lf.lambda_handler({"body": json.dumps({"image": "!!!"})}, None)
     assert bad["statusCode"] == 400 and "base64" in json.loads(bad["body"])["error"]
+
+
+BLOCKED_RANGES = ["127.0.0.1", "127.255.255.254", "0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255",
+                  "172.16.0.1", "172.31.255.254", "192.168.0.1", "192.168.255.254", "169.254.169.254",
+                  "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "0xA9.0xFE.0xA9.0xFE", "169.254.43518",
+                  "[::ffff:169.254.169.254]", "[::ffff:a9fe:a9fe]", "[::1]", "[fe80::1]", "[febf::ffff]",
+                  "[fc00::1]", "[fdff:ffff::1]"]
+
+
+@pytest.mark.parametrize("host", BLOCKED_RANGES)
+def test_every_private_spelling_is_refused_before_connecting(host, monkeypatch):
+    monkeypatch.delenv("RUNTIME_ALLOW_PRIVATE_URLS", raising=False)
+    with pytest.raises(FetchError, match="refused: .* non-public address"):
+        fetch(f"http://{host}/latest/meta-data/")
+
+
+class Silent(http.server.BaseHTTPRequestHandler):
+    """Accepts the request and then sends nothing (or one byte a second with /drip)."""
+
+    def do_GET(self):
+        if self.path == "/drip":
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(30):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                threading.Event().wait(0.3)
+        else:
+            threading.Event().wait(5)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_slow_servers_hit_the_read_timeout_and_the_deadline(monkeypatch):
+    import time
+
+    import runtime.fetch as f
+
+    monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.setattr(f, "READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(f, "DEADLINE", 2.0)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        t = time.monotonic()
+        with pytest.raises(FetchError, match="timed out"):
+            fetch(f"{base}/silent")
+        assert time.monotonic() - t < 2
+        t = time.monotonic()
+        with pytest.raises(FetchError, match="timed out"):
+            fetch(f"{base}/drip")
+        assert time.monotonic() - t < 3.5
+    finally:
+        server.shutdown()
+
+
+def test_bodies_over_the_byte_cap_are_refused(http_root, monkeypatch):
+    import runtime.fetch as f
+
+    root, base = http_root
+    monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.setattr(f, "MAX_BYTES", 1000)
+    (root / "big.jpg").write_bytes(b"x" * 1001)
+    (root / "ok.jpg").write_bytes(b"x" * 1000)
+    with pytest.raises(FetchError, match="over 1000 bytes"):
+        fetch(f"{base}/big.jpg")
+    assert len(fetch(f"{base}/ok.jpg")) == 1000

@@ -73,13 +73,15 @@ def test_malformed_requests_get_json_errors_and_the_server_lives_on(server, tiny
         (dict(json={"url": "http://169.254.169.254/latest/meta-data/"}), 400),
         (dict(files={"other": ("x.jpg", image)}), 400),
         (dict(content=b"\0" * (LIMIT + 1), headers={"Content-Type": "image/jpeg"}), 413),
+        (dict(content=iter([b"\0" * (LIMIT // 2)] * 3)), 413),
     ]
     for kwargs, status in cases:
         r = httpx.post(f"{server}/predict", timeout=30, **kwargs)
         assert r.status_code == status, (kwargs.get("json"), r.text)
         assert isinstance(r.json()["error"], str)
-    at_limit = httpx.post(f"{server}/predict", content=b"\0" * LIMIT, timeout=30)
-    assert at_limit.status_code == 400
+    for size in (LIMIT - 1, LIMIT):
+        at_limit = httpx.post(f"{server}/predict", content=b"\0" * size, timeout=30)
+        assert at_limit.status_code == 400 and "not an image" in at_limit.json()["error"]
     ok = httpx.post(f"{server}/predict", files={"file": ("x.jpg", image, "image/jpeg")}, timeout=30)
     assert ok.status_code == 200 and ok.json()["label"] in {"blue", "green", "red"}
     b64 = httpx.post(f"{server}/predict", json={"image": base64.b64encode(image).decode()}, timeout=30)
