@@ -21,8 +21,11 @@ class KerasRunner(Runner):
 
 def load_keras(path, compiled=False, device="cpu") -> KerasRunner:
     """Load ``model.keras``; ``compiled`` wraps ``model(x, training=False)`` in ``tf.function``."""
-    import keras
-    import tensorflow as tf
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as e:
+        raise BackendUnavailable(f"Keras rows need TensorFlow here: {e}") from None
 
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:

@@ -1,0 +1,50 @@
+"""Short runs of the fuzz and load scripts, and every kept fuzz finding as a regression case."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.fuzz_images import fuzz, mutate, seeds
+from runtime.errors import ImageError
+from runtime.preprocessing import preprocess
+from tests.conftest import run_module
+
+FOUND = Path(__file__).parent / "regressions"
+
+
+@pytest.mark.parametrize("path", sorted(FOUND.glob("*.bin")), ids=lambda p: p.stem)
+def test_kept_findings_raise_only_image_error(path):
+    try:
+        preprocess(path.read_bytes(), (71, 71))
+    except ImageError:
+        pass
+
+
+def test_seed_files_decode_or_raise_image_error():
+    cases = seeds(None)
+    decoded = 0
+    for data in cases:
+        try:
+            preprocess(data, (71, 71))
+            decoded += 1
+        except ImageError:
+            pass
+    assert decoded >= 10
+    assert mutate(b"abcdef", [("truncate", 3, 0)]) == b"abc"
+
+
+def test_a_short_fuzz_run_finds_nothing(tmp_path):
+    stats = fuzz(20, seeds(None), lambda data: preprocess(data, (71, 71)), tmp_path)
+    assert stats["cases"] > 100 and stats["findings"] == 0, list(tmp_path.iterdir())
+    assert stats["typed_errors"] > 0 and stats["ok"] > 0
+
+
+def test_a_short_load_run_loses_no_valid_request(converted, tiny_data, tmp_path):
+    res = run_module("benchmarks.serverload", converted, "--images", tiny_data / "test", "--requests", 200,
+                     "--concurrency", 8, "--sweep", "1,4", "--out", tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads((tmp_path / "serverload.json").read_text())
+    assert data["load"]["valid_failed"] == 0 and data["load"]["bad_not_4xx_json"] == 0
+    assert data["over_capacity"]["503"] > 0 and data["over_capacity"]["other"] == 0
+    assert data["alive_after"]
