@@ -196,5 +196,6 @@ def test_resize_keeps_the_weights_at_another_size(trained, tiny_data, tmp_path):
     small = keras.models.load_model(out / "model.keras")
     big = keras.models.load_model(model)
     assert big.input_shape == (None, 96, 96, 3) and Manifest.read(tmp_path / "tiny-96").input["height"] == 96
+    assert big.compiled
     for a, b in zip(small.get_weights(), big.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -88,7 +88,7 @@ def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
     """Copy a bundle's model to another input size (Xception is fully convolutional) as a new bundle,
     optionally re-estimating BatchNorm statistics at the new size."""
     from train.bn import recalibrate
-    from train.model import make_base
+    from train.model import compile_model, make_base
 
     bundle, out = Path(bundle), Path(out)
     old = keras.models.load_model(bundle / MODEL)
@@ -101,7 +101,8 @@ def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
     head.set_weights(old.get_layer("head").get_weights())
     inputs = keras.Input((size, size, 3), name="image")
     outputs = head(keras.layers.GlobalAveragePooling2D(name="pool")(base(inputs, training=False)))
-    model = keras.Model(inputs, outputs, name=old.name)
+    lr = float(keras.ops.convert_to_numpy(old.optimizer.learning_rate)) if old.optimizer else 0.001
+    model = compile_model(keras.Model(inputs, outputs, name=old.name), lr)
     out.mkdir(parents=True, exist_ok=True)
     save_atomic(model, out / MODEL)
     write_manifest(out, Manifest.read(bundle).classes, size, resized_from=str(bundle / MODEL))
