@@ -34,7 +34,8 @@ def markdown(rows: list[Row], head: dict) -> str:
              f"- flags: {flags}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in head["provenance"]["versions"].items()),
              f"- images: {head['images']} from {head['images_dir']}; input {head['input']}; "
-             f"{head['gmacs']:.2f} GMAC/image; matmul peak {head['matmul_peak_gflops']:.1f} GFLOP/s (numpy sgemm)",
+             f"{head['gmacs']:.2f} GMAC/image; float32 matmul peak {head['matmul_peak_gflops']:.1f} GFLOP/s (best of "
+             + ", ".join(f"{k} {v:.0f}" for k, v in head["matmul_gflops_by_library"].items()) + ")",
              "", "| " + " | ".join(c[1] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(r, k, f) for k, _, f in COLUMNS) + " |" for r in rows]
     if head.get("goals"):
