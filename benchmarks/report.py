@@ -53,9 +53,9 @@ def plots(rows: list[Row], diffs: dict, out: Path):
     ok = [r for r in rows if r.status == "ok" and r.accuracy is not None]
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in ok:
-        ax.scatter(r.p50_ms, r.accuracy)
-        ax.annotate(r.name, (r.p50_ms, r.accuracy), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.scatter(r.p50_ms, r.accuracy, label=f"{r.name} ({r.p50_ms:.0f} ms)")
     ax.set(xscale="log", xlabel="p50 latency, batch 1 (ms, log)", ylabel="accuracy", title="latency vs accuracy")
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(out / "latency_vs_accuracy.png", dpi=100)
     plt.close(fig)

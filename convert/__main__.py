@@ -42,18 +42,10 @@ def parser():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from convert.errors import ConvertError
-    from runtime.errors import RuntimeToolkitError
+    from convert.report import run
+    from runtime.errors import RuntimeToolkitError, one_line_errors
 
-    try:
-        from convert.report import run
-
-        return run(args)
-    except (ConvertError, RuntimeToolkitError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return one_line_errors(lambda: run(args), (ConvertError, RuntimeToolkitError))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import numpy as np
 
 from convert.errors import SourceError
 from runtime.errors import first_line
-from runtime.files import sha256
+from runtime.files import replacing, sha256
 from runtime.manifest import Manifest
 
 
@@ -85,9 +85,8 @@ def make_bundle(model_path: Path, out: Path, classes: list[str]) -> Path:
     if not classes:
         raise SourceError("a bare model needs --classes (comma-separated, in output order)")
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".model.partial.keras"
-    model.save(tmp)
-    tmp.replace(out / "model.keras")
+    with replacing(out / "model.keras", ".keras") as tmp:
+        model.save(tmp)
     size = model.input_shape[1]
     source = {"file": "model.keras", "sha256": sha256(out / "model.keras"), "tensorflow": tf.__version__,
               "keras": keras.__version__, "from": str(model_path)}

@@ -1,5 +1,7 @@
 """Typed errors of the runtime; the library raises, the command lines print one line."""
 
+import sys
+
 
 class RuntimeToolkitError(Exception):
     """Base class of every error the runtime raises on purpose."""
@@ -19,6 +21,18 @@ class BackendUnavailable(RuntimeToolkitError):
 
 class FetchError(RuntimeToolkitError):
     """A URL was refused or could not be fetched."""
+
+
+def one_line_errors(fn, errors) -> int:
+    """Run ``fn()``; an error of ``errors`` becomes one 'error: ...' line and exit status 2, Ctrl-C 130."""
+    try:
+        return fn()
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def first_line(e: BaseException) -> str:

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -15,15 +16,22 @@ def sha256(path) -> str:
     return h.hexdigest()
 
 
-def write_atomic(path, data: bytes):
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+@contextmanager
+def replacing(path, suffix=""):
+    """A temporary path beside ``path`` that is renamed onto it if the block succeeds, else removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(f".{path.name}.partial{suffix}")
     try:
-        tmp.write_bytes(data)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path, data: bytes):
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path, obj):

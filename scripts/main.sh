@@ -10,7 +10,7 @@ if [ ! -d "$DATA/train" ]; then
   [ -d "$DATA/train" ] || git clone --depth 1 https://github.com/alexeygrigorev/clothing-dataset-small.git "$DATA" \
     || { echo "error: no dataset at ../shared/datasets or $DATA, and cloning it failed" >&2; exit 1; }
 fi
-echo "== 1/4 train (quick profile: random base, re-estimated BatchNorm, 60 images per class) on $DATA"
+echo "== 1/4 train (quick profile: whole network from scratch, 96 px, 60 images per class, 3 epochs) on $DATA"
 "$PY" -m train --profile quick --data "$DATA" --out "$BUNDLE"
 echo "== 2/4 convert to TFLite and ONNX, fp32/fp16/int8, each checked against Keras"
 rc=0; "$PY" -m convert "$BUNDLE" --calibration "$DATA/train" --parity "$DATA/validation" || rc=$?

@@ -44,16 +44,11 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else None
     args = parser(command).parse_args(argv)
+    from runtime.errors import RuntimeToolkitError, one_line_errors
     from train import commands
 
-    try:
-        return getattr(commands, (command or "train").replace("-", "_"))(args)
-    except TrainError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    run = getattr(commands, (command or "train").replace("-", "_"))
+    return one_line_errors(lambda: run(args), (TrainError, RuntimeToolkitError))
 
 
 if __name__ == "__main__":

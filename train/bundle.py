@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from runtime.files import sha256, write_json
+from runtime.files import replacing, sha256, write_json
 from runtime.manifest import Manifest
 from train.checkpoint import save_atomic
 from train.data import Batches, ImageFolder
@@ -63,9 +63,8 @@ def publish(result: FitResult, out, test: Evaluation | None, sep: Separation):
     """Copy the best checkpoint to ``out/model.keras``; write history, train record and manifest."""
     out = Path(out)
     model = out / MODEL
-    tmp = out / f".{MODEL}.partial"
-    shutil.copyfile(result.best.file, tmp)
-    tmp.replace(model)
+    with replacing(model) as tmp:
+        shutil.copyfile(result.best.file, tmp)
     write_json(out / "history.json", {**result.history, "seconds": result.epoch_seconds})
     write_json(out / "train.json", {
         "config": asdict(result.config), "classes": result.classes, "best": asdict(result.best),

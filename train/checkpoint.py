@@ -1,11 +1,12 @@
 """Best-only checkpoints with versioned names, and per-epoch timing."""
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+
+from runtime.files import replacing
 
 
 @dataclass
@@ -19,13 +20,9 @@ class Checkpoint:
 
 
 def save_atomic(model, path: Path):
-    """Save a Keras model under a temporary name, then rename it into place."""
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    try:
+    """Save a Keras model under a temporary name (Keras wants the .keras suffix), then rename it."""
+    with replacing(path, ".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
