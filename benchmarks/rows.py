@@ -75,11 +75,6 @@ def load(target: Target, device: str):
     return FORMATS[target.format].load(target.file, None, device)
 
 
-def logits(runner, batch: np.ndarray, size=32) -> np.ndarray:
-    """Logits of a whole image set, in batches."""
-    return np.concatenate([runner.infer(batch[i:i + size]) for i in range(0, len(batch), size)])
-
-
 def cold_start(target: Target, image: str, device: str) -> tuple[float, float]:
     """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB."""
     kind = "keras" if target.format == "keras" else "runtime"
@@ -108,7 +103,7 @@ def measure(target: Target, device: str, images, ref, macs: int, peak: float, ti
         return row, None
     row.provider, row.threads = runner.provider, runner.threads
     row.size_mb = target.file.stat().st_size / 1e6
-    out = logits(runner, images.batch)
+    out = runner.infer_batches(images.batch)
     p = compare(out if ref is None else ref, out, images.labels)
     row.accuracy = p.accuracy
     if ref is not None:

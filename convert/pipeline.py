@@ -1,6 +1,5 @@
 """The conversion loop: for each (format, precision) of the table, export, verify, then publish."""
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from convert.parity import check
 from convert.source import Source
 from runtime.compare import Parity, compare
 from runtime.errors import RuntimeToolkitError, first_line
-from runtime.files import sha256
+from runtime.files import replacing, sha256
 from runtime.formats import FORMATS
 from runtime.images import ImageSet, load_images
 
@@ -59,26 +58,22 @@ def build(source: Source, bundle: Path, fmt: str, precision: str, ref: np.ndarra
           calibration: ImageSet | None, exporter) -> Artifact:
     """Export one artifact under a temporary name, check parity, then rename it into place."""
     art = Artifact(fmt, precision, FORMATS[fmt].file(precision), 0.0)
-    tmp = bundle / f".{art.file}.partial"
     t = time.perf_counter()
     try:
-        try:
-            art.notes = exporter(source, precision, calibration, tmp)
-        except ConvertError:
-            raise
-        except Exception as e:  # exporters surface TensorFlow/tf2onnx/onnx errors of every type
-            raise ExportError(f"{art.file}: export failed: {first_line(e)}") from e
-        art.seconds, art.bytes = time.perf_counter() - t, tmp.stat().st_size
-        runner = FORMATS[fmt].load(tmp, None, "cpu")
-        out = np.concatenate([runner.infer(images.batch[i:i + 32]) for i in range(0, len(images.batch), 32)])
-        art.parity = compare(ref, out, images.labels)
-        check(art.parity, precision, art.file)
-        art.latency_ms = batch1_latency_ms(runner, images.batch)
-        os.replace(tmp, bundle / art.file)
+        with replacing(bundle / art.file) as tmp:
+            try:
+                art.notes = exporter(source, precision, calibration, tmp)
+            except ConvertError:
+                raise
+            except Exception as e:  # exporters surface TensorFlow/tf2onnx/onnx errors of every type
+                raise ExportError(f"{art.file}: export failed: {first_line(e)}") from e
+            art.seconds, art.bytes = time.perf_counter() - t, tmp.stat().st_size
+            runner = FORMATS[fmt].load(tmp, None, "cpu")
+            art.parity = compare(ref, runner.infer_batches(images.batch), images.labels)
+            check(art.parity, precision, art.file)
+            art.latency_ms = batch1_latency_ms(runner, images.batch)
     except (ConvertError, RuntimeToolkitError) as e:
         art.error, art.seconds = str(e), art.seconds or time.perf_counter() - t
-    finally:
-        tmp.unlink(missing_ok=True)
     return art
 
 

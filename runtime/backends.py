@@ -30,6 +30,10 @@ class Runner:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def infer_batches(self, images: np.ndarray, size=32) -> np.ndarray:
+        """Logits of a whole image set, ``size`` images per call."""
+        return np.concatenate([self.infer(images[i:i + size]) for i in range(0, len(images), size)])
+
 
 @dataclass
 class OnnxRunner(Runner):
