@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[all,dev]"
+	$(PY) -m train.imagenet fetch || echo "warning: no ImageNet base copy; --weights imagenet needs Keras' download"
 	touch $@
 
 test: install

@@ -23,7 +23,8 @@ def parser():
     p.add_argument("--images", type=Path, required=True, help="labelled images, e.g. the dataset's test/")
     p.add_argument("--limit", type=int, default=10_000, help="at most this many images")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="reports/<bundle>[-gpu]/ is written here")
+    p.add_argument("--out", type=Path, default=Path("runs/benchmarks"),
+                   help="OUT/<bundle>[-gpu]/ is written here (default runs/benchmarks, not tracked by git)")
     p.add_argument("--runs", type=int, default=50, help="batch-1 latency runs per row")
     p.add_argument("--throughput-seconds", type=float, default=3.0)
     return p

@@ -12,9 +12,9 @@ from runtime.files import sha256
 from runtime.manifest import Manifest
 from tests.conftest import run_module
 from train.bn import recalibrate
-from train.bundle import evaluate
 from train.config import TrainConfig
 from train.data import Batches, ImageFolder
+from train.evaluation import evaluate
 from train.features import pooled_features
 from train.fit import Splits, fit
 from train.model import make_base, make_model
@@ -27,7 +27,7 @@ def trained(tiny_data, tmp_path_factory):
     """One CLI training run on the tiny folder (cached path, BN recalibrated)."""
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     res = run_module("train", "--data", tiny_data, "--size", SIZE, "--epochs", 6, "--weights", "none",
-                     "--lr", 0.01, "--inner", 8, "--dropout", 0.0, "--recalibrate-bn", "--out", out)
+                     "--lr", 0.003, "--inner", 8, "--dropout", 0.0, "--recalibrate-bn", "--out", out)
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads((out / "train.json").read_text()), res.stdout
 
@@ -60,6 +60,23 @@ def test_saved_model_reproduces_recorded_validation_metrics(trained, tiny_data):
     assert ev.loss == pytest.approx(best["val_loss"], rel=1e-4, abs=1e-5)
     assert best["file"].endswith(f"xception_v1_{best['epoch']:02d}_{best['val_accuracy']:.3f}.keras")
     assert record["test"]["images"] == 18 and record["classes"] == ["blue", "green", "red"]
+
+
+def test_evaluate_command_writes_per_class_accuracy_and_confusion(trained, tiny_data, tmp_path):
+    out, record, _ = trained
+    res = run_module("train", "evaluate", out / "model.keras", "--data", tiny_data / "validation", "--out", tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = json.loads(res.stdout.strip().splitlines()[-1])
+    ev = json.loads((tmp_path / "evaluation.json").read_text())
+    m = np.array(ev["confusion"])
+    assert m.shape == (3, 3) and m.sum() == line["images"] == 30 and (m.sum(1) == 10).all()
+    assert line["accuracy"] == pytest.approx(np.trace(m) / m.sum())
+    assert line["accuracy"] == pytest.approx(record["best"]["val_accuracy"], abs=1e-6)
+    assert ev["per_class"] == {c: pytest.approx(m[i, i] / 10) for i, c in enumerate(ev["classes"])}
+    assert "| true \\ predicted | blue | green | red |" in (tmp_path / "evaluation.md").read_text()
+    assert "| true \\ predicted |" in res.stdout
+    with Image.open(tmp_path / "confusion.png") as png:
+        assert png.format == "PNG"
 
 
 def test_best_only_checkpoints_keep_the_best_epoch(trained):
@@ -163,22 +180,26 @@ def test_missing_weights_file_is_one_line_error(tiny_data, tmp_path):
     assert res.stderr.strip().splitlines()[-1] == f"error: weights file not found: {tmp_path / 'nope.h5'}"
 
 
-def test_collapsed_logits_are_refused_before_publishing(tiny_data, tmp_path):
+def test_collapsed_logits_are_refused_by_default(tiny_data, tmp_path):
     res = run_module("train", "--data", tiny_data, "--size", SIZE, "--epochs", 1, "--weights", "none",
-                     "--limit", 6, "--min-logit-std", 0.05, "--out", tmp_path / "b")
+                     "--limit", 6, "--out", tmp_path / "b")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("error: logits are not separated: std between images")
     assert not (tmp_path / "b" / "model.keras").exists()
 
 
-def test_imagenet_offline_fails_with_one_line(tiny_data, tmp_path):
+OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+
+
+def test_imagenet_offline_without_a_copy_fails_with_one_line(tiny_data, tmp_path):
     res = run_module("train", "--data", tiny_data, "--size", SIZE, "--epochs", 1, "--out", tmp_path / "b",
-                     env={"KERAS_HOME": str(tmp_path / "keras-home"),
-                          "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+                     env={"KERAS_HOME": str(tmp_path / "keras-home"), "EDGE_CLASSIFIER_CACHE": str(tmp_path / "c"),
+                          **OFFLINE})
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
-    assert res.stderr.strip().splitlines()[-1] == (
-        "error: cannot download the ImageNet weights (offline?): use --weights none or --weights PATH.h5")
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot get the ImageNet weights: Keras' download failed (offline?)")
+    assert "python -m train.imagenet fetch" in last and "--weights none" in last
     assert not (tmp_path / "b" / "model.keras").exists()
 
 

@@ -22,6 +22,8 @@ def parser(command: str | None) -> argparse.ArgumentParser:
         p.add_argument("model", help="a .keras model file")
         p.add_argument("--data", required=True, help="labelled folder of class subfolders, e.g. .../test")
         p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--out", help="folder for evaluation.md/.json and confusion.png "
+                                     "(default runs/evaluate/<the model's folder name>)")
         return p
     if command == "resize":
         p.add_argument("bundle", help="bundle folder holding model.keras and manifest.json")
@@ -35,7 +37,8 @@ def parser(command: str | None) -> argparse.ArgumentParser:
 
         p.add_argument("name", choices=sorted(SWEEPS))
     add_config_args(p)
-    p.add_argument("--out", help="output folder (bundle for training, report folder for sweeps)")
+    p.add_argument("--out", help="output folder (bundle for training; for sweeps the report folder, "
+                        "default runs/sweeps/NAME-SIZE, not tracked by git)")
     return p
 
 

@@ -12,7 +12,9 @@ from runtime.manifest import Manifest
 from train.checkpoint import save_atomic
 from train.data import Batches, ImageFolder
 from train.errors import TrainError
+from train.evaluation import Evaluation
 from train.fit import FitResult
+from train.imagenet import resolve
 
 MODEL = "model.keras"
 
@@ -33,23 +35,6 @@ class Separation:
                    len(set(logits.argmax(1).tolist())))
 
 
-@dataclass
-class Evaluation:
-    """Loss and accuracy of a model on a labelled folder (course section 8.12)."""
-
-    images: int
-    loss: float
-    accuracy: float
-
-
-def evaluate(model, folder: ImageFolder, size: int, batch_size=32) -> Evaluation:
-    """Evaluate a Keras model (or a path to one) on every image of ``folder``."""
-    if not isinstance(model, keras.Model):
-        model = keras.models.load_model(model)
-    loss, acc = model.evaluate(Batches(folder, size, batch_size), verbose=1)
-    return Evaluation(len(folder.paths), float(loss), float(acc))
-
-
 def separation(model, folder: ImageFolder, size: int, minimum: float | None, batch_size=32) -> Separation:
     """Spread of the model's logits over ``folder``; TrainError when it is below ``minimum``."""
     sep = Separation.of(model.predict(Batches(folder, size, batch_size), verbose=0))
@@ -66,11 +51,13 @@ def publish(result: FitResult, out, test: Evaluation | None, sep: Separation):
     with replacing(model) as tmp:
         shutil.copyfile(result.best.file, tmp)
     write_json(out / "history.json", {**result.history, "seconds": result.epoch_seconds})
+    weights = asdict(resolve(result.config.weights))
     write_json(out / "train.json", {
-        "config": asdict(result.config), "classes": result.classes, "best": asdict(result.best),
-        "test": asdict(test) if test else None, "separation": asdict(sep), "seconds": result.seconds,
+        "config": asdict(result.config), "classes": result.classes, "base_weights": weights,
+        "best": asdict(result.best),
+        "test": test.summary() if test else None, "separation": asdict(sep), "seconds": result.seconds,
         "cache_seconds": result.cache.seconds if result.cache else None})
-    write_manifest(out, result.classes, result.config.size)
+    write_manifest(out, result.classes, result.config.size, base_weights=weights)
     return model
 
 
@@ -104,5 +91,7 @@ def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
     model = compile_model(keras.Model(inputs, outputs, name=old.name), lr)
     out.mkdir(parents=True, exist_ok=True)
     save_atomic(model, out / MODEL)
-    write_manifest(out, Manifest.read(bundle).classes, size, resized_from=str(bundle / MODEL))
+    old_manifest = Manifest.read(bundle)
+    write_manifest(out, old_manifest.classes, size, resized_from=str(bundle / MODEL),
+                   base_weights=old_manifest.source.get("base_weights"))
     return out / MODEL

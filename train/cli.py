@@ -6,7 +6,8 @@ from train.config import AUGMENTATIONS, COURSE_AUGMENT, TrainConfig
 from train.profiles import PROFILES
 
 FLAGS = {"size": "size", "epochs": "epochs", "lr": "learning_rate", "inner": "size_inner",
-         "dropout": "droprate", "augment": "augment", "weights": "weights",
+         "dropout": "droprate", "augment": "augment", "augment_copies": "augment_copies",
+         "weights": "weights",
          "batch_size": "batch_size", "limit": "limit", "seed": "seed", "version": "version",
          "min_logit_std": "min_logit_std"}
 SWITCHES = ("train_base", "recalibrate_bn", "distribute")
@@ -39,13 +40,18 @@ def add_config_args(p: argparse.ArgumentParser):
     p.add_argument("--dropout", type=float, help="dropout rate before the logits")
     p.add_argument("--augment", type=augment,
                    help=f"none, course ({','.join(COURSE_AUGMENT)}) or a list of {','.join(AUGMENTATIONS)}")
-    p.add_argument("--weights", help="base weights: imagenet (default), none, or PATH.h5")
+    p.add_argument("--augment-copies", type=int,
+                   help="cache the base's features of N fixed augmented copies of each training image "
+                        "(fast; 0 = augment on the fly, uncached)")
+    p.add_argument("--weights", help="base weights: imagenet (default; Keras' download, else the copy "
+                                     "`python -m train.imagenet fetch` extracted), none, or PATH.h5")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--limit", type=int, help="at most this many images per class and split")
     p.add_argument("--seed", type=int)
     p.add_argument("--version", help="checkpoint name version, as xception_v1_...")
     p.add_argument("--min-logit-std", type=float,
-                   help="refuse to publish when validation logits vary less than this between images")
+                   help="refuse to publish when validation logits vary less than this between images "
+                        "(default 0.01; a collapsed model gives ~1e-5; 0 turns the guard off)")
     p.add_argument("--train-base", action="store_true", help="also train the Xception base")
     p.add_argument("--recalibrate-bn", action="store_true",
                    help="re-estimate the base's BatchNorm statistics on the training images first")

@@ -2,16 +2,16 @@
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import keras
 
-from train.bundle import evaluate as evaluate_model
 from train.bundle import publish, separation
 from train.bundle import resize as resize_bundle
 from train.cli import config_from
 from train.data import ImageFolder
+from train.evaluation import evaluate as evaluate_model
 from train.fit import Splits, fit
 from train.sweep import run_sweep, save, table
 
@@ -44,7 +44,7 @@ def sweep(args) -> int:
     cfg = config_from(args)
     splits = Splits.load(cfg.data, cfg.limit)
     result = run_sweep(args.name, cfg, splits, args.epochs)
-    out = save(result, args.out or f"reports/sweeps/{args.name}-{cfg.size}")
+    out = save(result, args.out or f"runs/sweeps/{args.name}-{cfg.size}")
     print("\n" + table(result))
     print(f"\n{len(result.rows)} settings in {result.seconds:.0f} s; table, results.json and "
           f"accuracy.png in {out}")
@@ -60,11 +60,14 @@ def resize(args) -> int:
 
 
 def evaluate(args) -> int:
-    """Accuracy of a saved model on a labelled folder (course 8.12)."""
+    """Accuracy of a saved model on a labelled folder (course 8.12), per class and as a confusion matrix."""
     model = keras.models.load_model(args.model)
     folder = ImageFolder.scan(args.data)
     ev = evaluate_model(model, folder, model.input_shape[1], args.batch_size)
-    print(json.dumps(asdict(ev)))
+    out = ev.save(args.out or Path("runs/evaluate") / Path(args.model).resolve().parent.name)
+    print("\n" + ev.markdown() + "\n")
+    print(f"evaluation.md, evaluation.json and confusion.png in {out}")
+    print(json.dumps(ev.summary()))
     return 0
 
 

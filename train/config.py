@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 AUGMENTATIONS = ("rotation", "shift", "shear", "zoom", "vflip", "hflip")
 COURSE_AUGMENT = ("rotation", "shift", "shear", "zoom", "vflip")
+LARGE_AUGMENT = ("shear", "zoom", "hflip")
 
 
 @dataclass
@@ -17,6 +18,7 @@ class TrainConfig:
     size_inner: int | None = 100
     droprate: float = 0.2
     augment: tuple[str, ...] = ()
+    augment_copies: int = 0
     weights: str = "imagenet"
     train_base: bool = False
     recalibrate_bn: bool = False
@@ -26,12 +28,12 @@ class TrainConfig:
     distribute: bool = False
     seed: int = 1
     version: str = "v1"
-    min_logit_std: float | None = None
+    min_logit_std: float = 0.01
 
     @property
     def cacheable(self) -> bool:
-        """Features can be cached when the base is frozen and images are not augmented."""
-        return self.cache and not self.augment and not self.train_base
+        """Features can be cached when the base is frozen and augmentation, if any, uses fixed copies."""
+        return self.cache and not self.train_base and (not self.augment or self.augment_copies > 0)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,6 @@ SWEEPS = {
     "inner": Sweep("size_inner", (10, 100, 1000), {"learning_rate": 0.001, "droprate": 0.0}),
     "dropout": Sweep("droprate", (0.0, 0.2, 0.5, 0.8), {"learning_rate": 0.001, "size_inner": 100},
                      epochs=30),
-    "augment": Sweep("augment", ((), COURSE_AUGMENT), {"learning_rate": 0.001, "size_inner": 100,
-                                                      "droprate": 0.2}),
+    "augment": Sweep("augment", ((), COURSE_AUGMENT, LARGE_AUGMENT),
+                     {"learning_rate": 0.001, "size_inner": 100, "droprate": 0.2, "augment_copies": 2}, epochs=30),
 }

@@ -12,7 +12,7 @@ from train.bn import RecalibrateEachEpoch, recalibrate
 from train.checkpoint import BestCheckpoint, Checkpoint, EpochTimer
 from train.config import TrainConfig
 from train.data import Batches, ImageFolder
-from train.features import FeatureCache, extract
+from train.features import FeatureCache, ViewBatches, extract
 from train.model import FEATURES, make_base, make_model
 
 
@@ -62,6 +62,16 @@ def strategy_scope(distribute: bool):
     return tf.distribute.MirroredStrategy().scope()
 
 
+def cached_views(cfg: TrainConfig, splits: Splits, base, cache: FeatureCache | None) -> FeatureCache:
+    """The cache this run trains on: ``cache`` itself, its unaugmented part, or it extended by new views."""
+    if cache and cache.fits(cfg.augment, cfg.augment_copies):
+        return cache
+    if cache and not cfg.augment:
+        return cache.plain()
+    return extract(base, splits.train, splits.val, cfg.size, cfg.batch_size, cfg.augment, cfg.augment_copies,
+                   reuse=cache)
+
+
 def fit(cfg: TrainConfig, splits: Splits, checkpoints=None, cache: FeatureCache | None = None):
     """Train one model; cached features are computed here (or reused) when ``cfg.cacheable``."""
     t0 = time.perf_counter()
@@ -72,8 +82,8 @@ def fit(cfg: TrainConfig, splits: Splits, checkpoints=None, cache: FeatureCache 
         base = cache.base if cache else make_base(cfg.size, cfg.weights)
         if cache is None and cfg.recalibrate_bn and not cfg.train_base:
             recalibrate(base, splits.train, cfg.size, cfg.batch_size)
-        if cfg.cacheable and cache is None:
-            cache = extract(base, splits.train, splits.val, cfg.size, cfg.batch_size)
+        if cfg.cacheable:
+            cache = cached_views(cfg, splits, base, cache)
         model = make_model(cfg.size, cfg.learning_rate, cfg.size_inner, cfg.droprate, cfg.weights,
                            cfg.train_base, n, base=base)
         best, timer = BestCheckpoint(model, checkpoints, cfg.version), EpochTimer()
@@ -82,9 +92,9 @@ def fit(cfg: TrainConfig, splits: Splits, checkpoints=None, cache: FeatureCache 
             # model.keras carries the optimizer state at its top level and reloads cleanly.
             head = keras.Sequential([keras.Input((FEATURES,)), model.get_layer("head")])
             head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
-            hist = head.fit(cache.train, splits.train.one_hot(slice(None)), batch_size=cfg.batch_size,
-                            epochs=cfg.epochs, shuffle=True, callbacks=[best, timer],
-                            validation_data=(cache.val, splits.val.one_hot(slice(None))), verbose=2)
+            train = ViewBatches(cache.train, splits.train.one_hot(slice(None)), cfg.batch_size, cfg.seed)
+            hist = head.fit(train, epochs=cfg.epochs, callbacks=[best, timer], verbose=2,
+                            validation_data=(cache.val, splits.val.one_hot(slice(None))))
         else:
             train = Batches(splits.train, cfg.size, cfg.batch_size, shuffle=True, seed=cfg.seed,
                             augment=make_augmenter(cfg.augment, cfg.size))

@@ -1,39 +1,22 @@
 """The course's ``make_model``: a frozen Xception base under a small dense head."""
 
-import os
-
 import keras
 
+from runtime.errors import first_line
 from train.errors import WeightsError
+from train.imagenet import resolve
 
 FEATURES = 2048  # channels of Xception's last block, the head's input
 
 
-def base_weights(weights: str):
-    """Map the CLI's ``imagenet|none|PATH.h5`` to Keras' ``weights`` argument."""
-    if weights == "none":
-        return None
-    if weights == "imagenet":
-        return "imagenet"
-    if not os.path.isfile(weights):
-        raise WeightsError(f"weights file not found: {weights}")
-    return weights
-
-
 def make_base(input_size: int, weights: str = "imagenet"):
-    """Xception without top, raising WeightsError in one line when weights cannot be had."""
+    """Xception without top; ``weights`` is ``imagenet``, ``none`` or a file (see ``train.imagenet``)."""
+    origin = resolve(weights)
     try:
-        return keras.applications.Xception(
-            weights=base_weights(weights), include_top=False,
-            input_shape=(input_size, input_size, 3))
-    except WeightsError:
-        raise
+        return keras.applications.Xception(weights=origin.file, include_top=False,
+                                           input_shape=(input_size, input_size, 3))
     except Exception as e:
-        if weights == "imagenet":
-            raise WeightsError("cannot download the ImageNet weights (offline?): "
-                               "use --weights none or --weights PATH.h5") from e
-        raise WeightsError(f"cannot load base weights from {weights}: "
-                           f"{str(e).splitlines()[0]}") from e
+        raise WeightsError(f"cannot load base weights from {origin.file}: {first_line(e)}") from e
 
 
 def make_head(size_inner=None, droprate=0.0, n_classes=10):

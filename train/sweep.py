@@ -46,7 +46,7 @@ def run_sweep(name: str, base: TrainConfig, splits: Splits, epochs=None) -> Swee
         cfg = replace(base, epochs=epochs or sweep.epochs, **sweep.fixed, **{sweep.field: value})
         print(f"[{name} {i}/{len(sweep.values)}] {sweep.field}={label(value)}")
         res: FitResult = fit(cfg, splits, cache=cache if cfg.cacheable else None)
-        if cfg.cacheable and cache is None:
+        if cfg.cacheable:
             cache = res.cache
         rows.append(SweepRow(label(value), res.best.val_accuracy, res.best.epoch, res.gap,
                              res.seconds, res.history))
