@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.compare import compare
 from runtime.errors import BackendUnavailable, RuntimeToolkitError, first_line
 from runtime.formats import FORMATS
+from runtime.parity import compare
 from runtime.preprocessing import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +67,9 @@ def targets(bundle: Path) -> list[Target]:
 def load(target: Target, device: str):
     """A runner for the target (BackendUnavailable / RuntimeToolkitError when it cannot be had)."""
     if target.format == "keras":
-        from benchmarks.keras_runner import load_keras
+        from runtime.keras_runner import load_keras
 
-        return load_keras(target.file, target.name == "keras compiled", device)
+        return load_keras(target.file, None, device, compiled=target.name == "keras compiled")
     if not target.file.exists():
         raise BackendUnavailable(f"{target.file.name} is not in the bundle (not converted, or it failed parity)")
     return FORMATS[target.format].load(target.file, None, device)

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from convert.errors import ParityError
-from runtime.compare import Parity
+from runtime.parity import Parity
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from convert.calibration import calibration_set
 from convert.errors import ConvertError, ExportError
 from convert.parity import check
 from convert.source import Source
-from runtime.compare import Parity, compare
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.files import replacing, sha256
 from runtime.formats import FORMATS
 from runtime.images import ImageSet, load_images
+from runtime.parity import Parity, compare
 
 EXPORTERS = {"tflite": to_tflite.export, "onnx": to_onnx.export}
 LATENCY_RUNS = 10

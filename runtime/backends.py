@@ -26,6 +26,15 @@ class Runner:
     threads: int
     outputs: int
     metadata: dict = field(default_factory=dict)
+    input_shape: tuple = ()
+
+    @property
+    def input_hw(self) -> tuple[int | None, int | None] | None:
+        """The fixed (height, width) of an NHWC or NCHW image input, None where the model does not fix it."""
+        dims = [d if isinstance(d, int) and d > 0 else None for d in self.input_shape]
+        if len(dims) != 4:
+            return None
+        return (dims[2], dims[3]) if dims[1] == 3 and dims[3] != 3 else (dims[1], dims[2])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -107,9 +116,10 @@ def load_tflite(path, threads=None, device="cpu") -> TFLiteRunner:
         metadata = json.loads(meta) if meta else {}
     except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
-    batch = int(it.get_input_details()[0]["shape"][0])
+    inp = it.get_input_details()[0]
     outputs = int(it.get_output_details()[0]["shape"][-1])
-    return TFLiteRunner("litert", "xnnpack-cpu", threads, outputs, metadata, interpreter=it, batch=batch)
+    return TFLiteRunner("litert", "xnnpack-cpu", threads, outputs, metadata, tuple(inp["shape_signature"].tolist()),
+                        interpreter=it, batch=int(inp["shape"][0]))
 
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -140,5 +150,6 @@ def load_onnx(path, threads=None, device="cpu") -> OnnxRunner:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
     meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     outputs = sess.get_outputs()[0].shape[-1]
+    inp = sess.get_inputs()[0]
     return OnnxRunner("onnxruntime", sess.get_providers()[0], threads, outputs if isinstance(outputs, int) else 0,
-                      json.loads(meta) if meta else {}, session=sess, input_name=sess.get_inputs()[0].name)
+                      json.loads(meta) if meta else {}, tuple(inp.shape), session=sess, input_name=inp.name)

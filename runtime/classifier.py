@@ -11,7 +11,7 @@ from runtime.errors import BackendUnavailable, ModelError
 from runtime.files import sha256
 from runtime.formats import FORMATS, format_of
 from runtime.manifest import FILE as MANIFEST
-from runtime.manifest import Manifest
+from runtime.manifest import Manifest, ManifestError
 from runtime.preprocessing import MODES, preprocess
 
 DEFAULT_MODEL = "artifacts/default"
@@ -29,16 +29,26 @@ class ModelInfo:
     resize: str
 
     @classmethod
-    def from_dict(cls, meta: dict, where: str):
-        """From a manifest or a model file's metadata; ModelError when something is missing."""
+    def from_dict(cls, meta: dict, where: str, overrides: dict | None = None, shape=None):
+        """From a manifest or a model file's metadata, with ``overrides`` (``--classes``, ``--size``,
+        ``--preprocessing``) winning and a bare file's fixed input ``shape`` (H, W) filling the size."""
+        pre, size = meta.get("preprocessing") or {}, meta.get("input") or {}
+        fields = {"name": meta.get("name", ""), "classes": meta.get("classes"),
+                  "height": size.get("height") or (shape or (None, None))[0],
+                  "width": size.get("width") or (shape or (None, None))[1],
+                  "mode": pre.get("mode", "xception"), "resize": pre.get("resize", "nearest"), **(overrides or {})}
+        missing = [flag for flag, key in (("--classes", "classes"), ("--size", "height"), ("--size", "width"))
+                   if not fields[key]]
+        if missing:
+            raise ModelError(f"{where} carries no {'/'.join(dict.fromkeys(missing)).lstrip('-')} in its metadata: "
+                             f"give {' and '.join(dict.fromkeys(missing))} (and --preprocessing if not xception)")
         try:
-            pre = meta.get("preprocessing", {})
-            info = cls(meta.get("name", ""), list(meta["classes"]), int(meta["input"]["height"]),
-                       int(meta["input"]["width"]), pre.get("mode", "xception"), pre.get("resize", "nearest"))
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"{where}: no classes/input size in its metadata; load its bundle instead") from None
+            info = cls(str(fields["name"]), [str(c) for c in fields["classes"]], int(fields["height"]),
+                       int(fields["width"]), fields["mode"], fields["resize"])
+        except (TypeError, ValueError):
+            raise ModelError(f"{where}: malformed classes or input size in its metadata") from None
         if info.mode not in MODES:
-            raise ModelError(f"{where}: unknown preprocessing mode {info.mode!r}")
+            raise ModelError(f"{where}: unknown preprocessing mode {info.mode!r} (known: {', '.join(MODES)})")
         return info
 
 
@@ -52,11 +62,6 @@ class Prediction:
     logits: list[float]
 
 
-def default_model() -> str:
-    """``$RUNTIME_MODEL``, else ``artifacts/default``."""
-    return os.environ.get("RUNTIME_MODEL", DEFAULT_MODEL)
-
-
 def pick_artifact(manifest: Manifest, fmt=None, precision=None) -> dict:
     """The fastest artifact whose parity passed and whose backend is installed (or the one asked for)."""
     ok = [a for a in manifest.artifacts
@@ -65,9 +70,26 @@ def pick_artifact(manifest: Manifest, fmt=None, precision=None) -> dict:
     runnable = [a for a in ok if importlib.util.find_spec(FORMATS[a["format"]].needs.split(".")[0])]
     if not runnable:
         wanted = "/".join(x for x in (fmt, precision) if x) or "any"
-        raise (BackendUnavailable if ok else ModelError)(
-            f"bundle {manifest.name}: no {'runnable ' if ok else ''}verified artifact ({wanted})")
+        if ok:
+            needs = sorted({FORMATS[a["format"]].needs for a in ok})
+            raise BackendUnavailable(f"bundle {manifest.name}: verified {wanted} artifacts need "
+                                     f"{' or '.join(needs)}, which is not installed")
+        refused = [a["file"] for a in manifest.artifacts if not a.get("parity", {}).get("passed")]
+        raise ModelError(f"bundle {manifest.name}: no verified {wanted} artifact"
+                         + (f" ({', '.join(refused)} failed parity)" if refused else "")
+                         + "; run `python -m convert BUNDLE --calibration DIR`"
+                         + (" or drop --format/--precision" if fmt or precision else ""))
     return min(runnable, key=lambda a: a.get("latency_ms", float("inf")))
+
+
+def manifest_beside(path: Path) -> dict:
+    """The manifest of the bundle a file lies in (its ``model.keras``, say), or {}."""
+    if not (path.parent / MANIFEST).is_file():
+        return {}
+    try:
+        return vars(Manifest.read(path.parent))
+    except ManifestError:
+        return {}
 
 
 class Classifier:
@@ -79,9 +101,15 @@ class Classifier:
         self.runner, self.info, self.file = runner, info, file
 
     @classmethod
-    def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu"):
-        """Load a model file, or pick an artifact from a bundle folder (checking its hash)."""
-        path = Path(path or default_model())
+    def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu", overrides=None):
+        """Load a model file, or pick an artifact from a bundle folder (checking its hash); ``overrides``
+        supply or replace classes, size and preprocessing mode (a bare model file has none)."""
+        given = path or os.environ.get("RUNTIME_MODEL")
+        path = Path(given or DEFAULT_MODEL)
+        if not path.exists():
+            raise ModelError(f"no model at {path}" + ("" if given else
+                             " (the default): give --model PATH or set RUNTIME_MODEL, "
+                             "or run from the project folder after `make main`"))
         if path.is_dir():
             manifest = Manifest.read(path)
             art = pick_artifact(manifest, fmt, precision)
@@ -89,11 +117,12 @@ class Classifier:
             if not file.is_file() or sha256(file) != art.get("sha256"):
                 raise ModelError(f"{file}: missing or its hash differs from {MANIFEST}")
             runner = FORMATS[art["format"]].load(file, threads, device)
-            return cls(runner, ModelInfo.from_dict(vars(manifest), str(path)), str(file))
+            return cls(runner, ModelInfo.from_dict(vars(manifest), str(path), overrides), str(file))
         if not path.is_file():
-            raise ModelError(f"no model at {path}")
+            raise ModelError(f"{path} is neither a model file nor a bundle folder")
         runner = format_of(path).load(path, threads, device)
-        return cls(runner, ModelInfo.from_dict(runner.metadata, str(path)), str(path))
+        meta = runner.metadata or manifest_beside(path)
+        return cls(runner, ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw), str(path))
 
     def preprocess(self, source) -> np.ndarray:
         """One image (path, bytes, file) to this model's input."""

@@ -1,44 +1,128 @@
-"""Compare the logits of any two runners on the same images (used by convert and benchmarks)."""
+"""``python -m runtime.compare A B --images DIR``: the parity check as a command, for any two models.
 
-from dataclasses import dataclass
+A and B are each a bundle (its chosen artifact), a model file (.onnx, .tflite) or a Keras model
+(.keras, run with the installed Keras). Both see the same images through their own preprocessing.
+Prints max/mean logit difference, top-1 agreement, accuracy when the folder is labelled
+(class/image), then every image whose top-1 differs. Exit status 1 when a tolerance is exceeded.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
-
-@dataclass
-class Parity:
-    """How closely an export's logits follow the reference's."""
-
-    images: int
-    max_abs_logit_diff: float
-    mean_abs_logit_diff: float
-    rel_logit_diff: float
-    top1_agreement: float
-    top5_overlap: float
-    accuracy_ref: float | None = None
-    accuracy: float | None = None
-    passed: bool = False
-    failure: str | None = None
-
-    @property
-    def accuracy_drop(self) -> float | None:
-        """Points of accuracy lost against the reference (negative: gained)."""
-        return None if self.accuracy is None else round(100 * (self.accuracy_ref - self.accuracy), 9)
+from runtime.cli import add_model_args, end_quietly_on_broken_pipe, error, fraction, model_overrides, positive_int
+from runtime.errors import ModelError, RuntimeToolkitError
 
 
-def compare(ref: np.ndarray, out: np.ndarray, labels=None) -> Parity:
-    """Logit differences, top-1 agreement and top-5 overlap; accuracies when labels are given."""
-    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
-    diff = np.abs(ref - out)
-    k = min(5, ref.shape[1])
-    top_ref, top_out = np.argsort(-ref, 1)[:, :k], np.argsort(-out, 1)[:, :k]
-    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out, strict=True)])
-    p = Parity(len(ref), float(diff.max()), float(diff.mean()), float(diff.max() / max(np.ptp(ref), 1e-12)),
-               float(np.mean(top_ref[:, 0] == top_out[:, 0])), float(overlap))
-    if labels is not None and all(label is not None for label in labels):
-        labels = np.asarray(labels)
-        p.accuracy_ref = float(np.mean(top_ref[:, 0] == labels))
-        p.accuracy = float(np.mean(top_out[:, 0] == labels))
+def parser():
+    p = argparse.ArgumentParser(prog="python -m runtime.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="reference: bundle folder, model file or .keras")
+    p.add_argument("b", help="compared: bundle folder, model file or .keras")
+    p.add_argument("--images", required=True, help="folder of images (labelled class/image gives accuracy)")
+    p.add_argument("--limit", type=positive_int, default=100, help="images used, spread over the folder (default 100)")
+    add_model_args(p, argparse.SUPPRESS)
+    p.add_argument("--max-diff", type=float, help="fail when the max |logit difference| is above this")
+    p.add_argument("--min-agreement", type=fraction_or_one, default=1.0,
+                   help="fail when the top-1 agreement is below this fraction (default 1.0: every image)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
 
 
+def fraction_or_one(text: str) -> float:
+    """A fraction in [0, 1]."""
+    return 1.0 if text.strip() in ("1", "1.0") else fraction(text)
+
+
+def load_pair(args):
+    """Both classifiers; B borrows A's classes, size and mode when it carries none of its own."""
+    from runtime.classifier import Classifier
+
+    overrides = model_overrides(args)
+    a = Classifier.load(args.a, overrides=overrides)
+    try:
+        b = Classifier.load(args.b, overrides=overrides)
+    except ModelError as e:
+        if "carries no" not in str(e):
+            raise
+        info = a.info
+        b = Classifier.load(args.b, overrides={"classes": info.classes, "height": info.height,
+                                               "width": info.width, "mode": info.mode, **overrides})
+    if a.info.classes != b.info.classes:
+        raise ModelError(f"the models name other classes: {a.info.classes} vs {b.info.classes}")
+    return a, b
+
+
+def inputs(a, b, items):
+    """Each model's preprocessed batch, files and labels; unreadable images are skipped and counted."""
+    from runtime.errors import ImageError
+
+    xa, xb, kept, skipped = [], [], [], 0
+    for path, label in items:
+        try:
+            pa, pb = a.preprocess(path), b.preprocess(path)
+        except ImageError:
+            skipped += 1
+            continue
+        xa.append(pa)
+        xb.append(pb)
+        kept.append((str(path), label))
+    if not kept:
+        raise ModelError(f"no readable images among {len(items)} files")
+    return np.stack(xa), np.stack(xb), kept, skipped
+
+
+def run(args) -> int:
+    from runtime.images import labelled_images, spread
+    from runtime.parity import compare
+
+    if not Path(args.images).is_dir():
+        raise ModelError(f"--images {args.images}: no such folder")
+    a, b = load_pair(args)
+    items = spread(labelled_images(args.images, a.info.classes), args.limit)
+    if not items:
+        raise ModelError(f"--images {args.images}: the folder holds no images")
+    xa, xb, kept, skipped = inputs(a, b, items)
+    files, labels = [f for f, _ in kept], [label for _, label in kept]
+    ref, out = a.runner.infer_batches(xa), b.runner.infer_batches(xb)
+    p = compare(ref, out, labels)
+    worse = [f"max |diff| {p.max_abs_logit_diff:.3g} > {args.max_diff}"] if (
+        args.max_diff is not None and p.max_abs_logit_diff > args.max_diff) else []
+    if p.top1_agreement < args.min_agreement:
+        worse.append(f"top-1 agreement {p.top1_agreement:.1%} < {args.min_agreement:.1%}")
+    differ = [{"image": f, "a": a.info.classes[int(x.argmax())], "b": a.info.classes[int(y.argmax())],
+               "max_abs_diff": float(np.abs(x - y).max())}
+              for f, x, y in zip(files, ref, out, strict=True) if x.argmax() != y.argmax()]
+    if args.json:
+        print(json.dumps({"a": a.file, "b": b.file, **asdict(p), "disagreements": differ, "failed": worse}))
+    else:
+        print(f"A: {a.file} ({a.runner.backend})\nB: {b.file} ({b.runner.backend})")
+        print(f"{p.images} images from {args.images}" + (f", {skipped} unreadable skipped" if skipped else ""))
+        print("\n| max abs diff | mean abs diff | top-1 agreement | top-5 overlap | accuracy A | accuracy B |\n"
+              f"|---|---|---|---|---|---|\n| {p.max_abs_logit_diff:.3g} | {p.mean_abs_logit_diff:.3g} | "
+              f"{p.top1_agreement:.1%} | {p.top5_overlap:.1%} | {_acc(p.accuracy_ref)} | {_acc(p.accuracy)} |")
+        for d in differ:
+            print(f"differs: {d['image']}: A {d['a']}, B {d['b']} (max |diff| {d['max_abs_diff']:.3g})")
+        print("\n" + ("; ".join(worse) if worse else "within tolerances"))
+    return 1 if worse else 0
+
+
+def _acc(x):
+    return "-" if x is None else f"{x:.3f}"
+
+
+def main(argv=None) -> int:
+    end_quietly_on_broken_pipe()
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except RuntimeToolkitError as e:
+        return error(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

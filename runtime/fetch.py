@@ -42,7 +42,8 @@ def resolve(host: str, port: int) -> str:
     if not private_allowed():
         for ip in addrs:
             if not is_public(ip):
-                raise FetchError(f"refused: {host} resolves to non-public address {ip}")
+                raise FetchError(f"refused: {host} resolves to non-public address {ip} "
+                                 "(set RUNTIME_ALLOW_PRIVATE_URLS=1 to allow private addresses)")
     return addrs[0]
 
 

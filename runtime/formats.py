@@ -31,9 +31,21 @@ FORMATS = {f.name: f for f in (
 )}
 
 
+def _load_keras(path, threads=None, device="cpu"):
+    """The source model itself, compiled (Keras is imported here only)."""
+    from runtime.keras_runner import load_keras
+
+    return load_keras(path, threads, device)
+
+
+# The source model runs too (compare, benchmarks, a user's own file), but is no export target.
+KERAS = Format("keras", ".keras", (), "keras", _load_keras)
+
+
 def format_of(path) -> Format:
     """The format of a model file, from its suffix."""
-    for fmt in FORMATS.values():
+    for fmt in (*FORMATS.values(), KERAS):
         if str(path).endswith(fmt.suffix):
             return fmt
-    raise ModelError(f"{Path(path).name}: not a model file ({', '.join(f.suffix for f in FORMATS.values())})")
+    suffixes = ", ".join(f.suffix for f in (*FORMATS.values(), KERAS))
+    raise ModelError(f"{Path(path).name}: not a model file ({suffixes})")

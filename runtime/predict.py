@@ -1,50 +1,88 @@
 """``python -m runtime.predict IMG [IMG|DIR|URL|- ...]``: labels for images, one line (or JSON) each.
 
-A bad input gets a one-line error; the others are still answered; the exit status is 1
-when any input failed, 2 when the model itself cannot be loaded.
+A bad input gets a one-line error; the others are still answered. Exit status: 0 when every
+input was answered, 1 when any input failed, 2 when the model cannot be loaded or no input is given.
+A folder shows progress on stderr and ends with a summary (with accuracy when it is labelled
+class/image, as the dataset's test/ folder).
 """
 
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.errors import RuntimeToolkitError
+from runtime.cli import add_model_args, end_quietly_on_broken_pipe, error, model_overrides, positive_int
+from runtime.errors import ImageError, RuntimeToolkitError
 from runtime.images import list_images
+
+PROGRESS_EVERY = 50  # images between progress lines on stderr
+MAX_STDIN = 64 * 1024 * 1024
 
 
 def parser():
     p = argparse.ArgumentParser(prog="python -m runtime.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files, folders, http(s) URLs, or - for stdin")
-    p.add_argument("--model", help="model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
+    add_model_args(p, "model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
     p.add_argument("--format", choices=("onnx", "tflite"), help="artifact format to pick from a bundle")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="artifact precision to pick")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--threads", type=int, help="inference threads (default: the CPUs this process may use)")
+    p.add_argument("--top-k", type=positive_int, default=3, help="labels shown per image (default 3)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per inference call (default 8)")
+    p.add_argument("--threads", type=positive_int, help="inference threads (default: the CPUs this process may use)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
 
 
+@dataclass
+class Tally:
+    """What a run answered: counts, and correct answers among inputs in a folder named after a class."""
+
+    answered: int = 0
+    failed: int = 0
+    labelled: int = 0
+    correct: int = 0
+
+    def add(self, item: str, label: str | None, classes: list[str]):
+        """Count one answer (``label`` None: it failed)."""
+        if label is None:
+            self.failed += 1
+            return
+        self.answered += 1
+        truth = Path(item).parent.name
+        if "://" not in item and truth in classes:
+            self.labelled += 1
+            self.correct += truth == label
+
+    def summary(self) -> str:
+        """One line: images answered and failed, accuracy where labelled."""
+        text = f"{self.answered + self.failed} images: {self.answered} answered, {self.failed} failed"
+        if self.labelled:
+            text += f"; accuracy {self.correct / self.labelled:.3f} on {self.labelled} labelled images"
+        return text
+
+
 def expand(inputs):
-    """Folders become their images; files, URLs and ``-`` stay as given."""
+    """Folders become their images (an empty one is an error item); files, URLs and ``-`` stay."""
     for item in inputs:
         path = Path(item)
         if item != "-" and "://" not in item and path.is_dir():
-            yield from (str(p) for p in list_images(path))
+            images = list_images(path)
+            yield from (str(p) for p in images) if images else [(item, "folder holds no images")]
         else:
             yield item
 
 
 def read(item: str):
-    """The image source of one input: bytes for stdin and URLs, the path otherwise."""
+    """The image source of one input: bytes for stdin and URLs (bounded), the path otherwise."""
     from runtime.fetch import fetch, is_url
 
     if item == "-":
-        return sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_STDIN + 1)
+        if len(data) > MAX_STDIN:
+            raise ImageError(f"stdin holds more than {MAX_STDIN} bytes")
+        return data
     return fetch(item) if is_url(item) else item
 
 
@@ -61,40 +99,53 @@ def show(item: str, result, as_json: bool):
 
 
 def main(argv=None) -> int:
+    end_quietly_on_broken_pipe()
     args = parser().parse_args(argv)
     import numpy as np
 
     from runtime.classifier import Classifier
 
     try:
-        clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device)
+        clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
+                              model_overrides(args))
     except RuntimeToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return error(str(e))
+    print(f"model: {clf.file} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads)",
+          file=sys.stderr)
     if args.device == "gpu" and clf.runner.provider == "CPUExecutionProvider":
         print("warning: asked for the GPU but onnxruntime fell back to the CPU", file=sys.stderr)
-    failed, pending = 0, []
+    tally, pending = Tally(), []
+    classes = clf.info.classes
+
+    def answer(item, result):
+        show(item, result, args.json)
+        tally.add(item, None if isinstance(result, str) else result.label, classes)
+        done = tally.answered + tally.failed
+        if done % PROGRESS_EVERY == 0:
+            print(f"... {done} images", file=sys.stderr, flush=True)
 
     def flush():
         if pending:
-            for (item, _), pred in zip(pending, clf.predict_batch(np.stack([x for _, x in pending]), args.top_k),
-                                       strict=True):
-                show(item, pred, args.json)
+            preds = clf.predict_batch(np.stack([x for _, x in pending]), args.top_k)
+            for (item, _), pred in zip(pending, preds, strict=True):
+                answer(item, pred)
             pending.clear()
 
     for item in expand(args.inputs):
+        if isinstance(item, tuple):
+            flush()
+            answer(*item)
+            continue
         try:
             pending.append((item, clf.preprocess(read(item))))
         except RuntimeToolkitError as e:
             flush()
-            failed += 1
-            show(item, str(e), args.json)
+            answer(item, str(e))
         if len(pending) >= args.batch_size:
             flush()
     flush()
-    if failed:
-        print(f"{failed} input(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    print(tally.summary(), file=sys.stderr)
+    return 1 if tally.failed else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,18 @@ def _torch(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _caffe(x: np.ndarray) -> np.ndarray:
+    """Keras' ``mode="caffe"`` (VGG, ResNet50): BGR, ImageNet channel means subtracted, no scaling."""
+    x = x[..., ::-1].copy()
+    x -= np.array([103.939, 116.779, 123.68], dtype=np.float32)
+    return x
+
+
+def _none(x: np.ndarray) -> np.ndarray:
+    """Raw 0..255 pixels as float32 (models that rescale inside, e.g. EfficientNet)."""
+    return x
+
+
 @dataclass(frozen=True)
 class Mode:
     """A preprocessing mode: the pixel scaling and the tensor layout it feeds."""
@@ -44,7 +56,8 @@ class Mode:
     layout: str
 
 
-MODES = {"xception": Mode(_xception, "NHWC"), "torch": Mode(_torch, "NCHW")}
+MODES = {"xception": Mode(_xception, "NHWC"), "tf": Mode(_xception, "NHWC"), "caffe": Mode(_caffe, "NHWC"),
+         "torch": Mode(_torch, "NCHW"), "none": Mode(_none, "NHWC")}
 
 
 def max_pixels() -> int:

@@ -7,18 +7,26 @@ limit get 503 at once, inference runs one at a time in a worker thread, errors a
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from runtime.apidocs import docs_page
 from runtime.classifier import Classifier
+from runtime.cli import add_model_args, error, model_overrides, positive_int
 from runtime.errors import FetchError, ImageError, ModelError, RuntimeToolkitError
 from runtime.payload import class_logits, image_bytes
+
+log = logging.getLogger("runtime.serve")
 
 MAX_BODY = 6 * 1024 * 1024
 LAMBDA_PATH = "/2015-03-31/functions/function/invocations"
@@ -105,8 +113,18 @@ def parse_json(body: bytes):
 
 def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=32) -> FastAPI:
     """The app around one loaded classifier."""
-    app = FastAPI(title="edge-classifier", version="1", description=__doc__)
+    app = FastAPI(title="edge-classifier", version="1", description=__doc__, docs_url=None, redoc_url=None)
     lock, state = asyncio.Lock(), {"inflight": 0}
+
+    @app.exception_handler(HTTPException)
+    async def starlette_error(request, e: HTTPException):
+        return JSONResponse({"error": str(e.detail)}, e.status_code, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, e: RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, 422)
 
     @app.exception_handler(HttpError)
     async def http_error(request, e: HttpError):
@@ -131,9 +149,21 @@ def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=32) -> FastAPI:
         finally:
             state["inflight"] -= 1
 
+    @app.middleware("http")  # added last, so outermost: it also logs the 413s and 503s above
+    async def access_log(request: Request, call_next):
+        t = time.perf_counter()
+        response = await call_next(request)
+        log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
+                 1000 * (time.perf_counter() - t))
+        return response
+
     async def infer(fn, *args):
         async with lock:
             return await run_in_threadpool(fn, *args)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return HTMLResponse(docs_page(app.openapi()))
 
     @app.get("/health", response_model=Health)
     async def health():
@@ -155,21 +185,39 @@ def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=32) -> FastAPI:
     return app
 
 
+def parser():
+    p = argparse.ArgumentParser(prog="python -m runtime.serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p, "model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=port, default=os.environ.get("PORT", "8080"), help="default $PORT, else 8080")
+    p.add_argument("--threads", type=positive_int, help="inference threads (default: the CPUs this process may use)")
+    p.add_argument("--max-inflight", type=positive_int, default=32,
+                   help="requests held at once; more get 503 (default 32)")
+    return p
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0-65535 (0: any free port)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return int(text)
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.serve", description=__doc__)
-    p.add_argument("--model", help="model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
-    p.add_argument("--threads", type=int)
-    p.add_argument("--max-inflight", type=int, default=32, help="requests held at once; more get 503")
-    args = p.parse_args(argv)
+    args = parser().parse_args(argv)
     import uvicorn
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        clf = Classifier.load(args.model, threads=args.threads)
+        clf = Classifier.load(args.model, threads=args.threads, overrides=model_overrides(args))
     except RuntimeToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return error(str(e))
+    r = clf.runner
+    log.info("model %s (%s %s, %s on %s, %d threads), %d classes", clf.file, r.metadata.get("format", "?"),
+             r.metadata.get("precision", "?"), r.backend, r.provider, r.threads, len(clf.info.classes))
+    log.info("serving on http://%s:%d (docs at /docs, health at /health)", args.host, args.port)
     uvicorn.run(create_app(clf, max_inflight=args.max_inflight), host=args.host, port=args.port,
                 timeout_graceful_shutdown=10, log_level="warning")
     return 0

@@ -13,11 +13,11 @@ import pytest
 from convert.errors import CalibrationError
 from convert.parity import THRESHOLDS, judge
 from runtime.classifier import Classifier
-from runtime.compare import compare
 from runtime.files import sha256
 from runtime.formats import FORMATS
 from runtime.images import list_images
 from runtime.manifest import Manifest
+from runtime.parity import compare
 from runtime.preprocessing import preprocess_batch
 from runtime.tflite_metadata import read_metadata
 from tests.conftest import ROOT

@@ -1,5 +1,8 @@
 """The original Keras model behind the runtime's runner interface: ``predict`` and compiled call.
 
+Keras is imported only when a ``.keras`` file is run (benchmarks, ``runtime.compare``, a user's own
+model); exported artifacts never need it, and a deployment does not install it.
+
 TensorFlow backend: the compiled call is ``tf.function``. JAX backend (``KERAS_BACKEND=jax``, as on
 a GPU machine without TensorFlow): it is ``jax.jit`` of ``model.stateless_call``.
 """
@@ -9,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.backends import Runner
-from runtime.errors import BackendUnavailable
+from runtime.errors import BackendUnavailable, ModelError, first_line
 from runtime.threads import available_cpus
 
 
@@ -46,7 +49,7 @@ def _jax_call(model, device):
     return (lambda x: call(*state, x)), bool(gpus)
 
 
-def load_keras(path, compiled=False, device="cpu") -> KerasRunner:
+def load_keras(path, threads=None, device="cpu", compiled=True) -> KerasRunner:
     """Load ``model.keras`` with the configured Keras backend (TensorFlow or JAX)."""
     try:
         import keras
@@ -60,7 +63,10 @@ def load_keras(path, compiled=False, device="cpu") -> KerasRunner:
         call, on_gpu = calls[keras.backend.backend()](model, device)
     except ImportError as e:
         raise BackendUnavailable(f"Keras rows need their backend installed: {e}") from None
+    except Exception as e:  # Keras raises many kinds for a file that is not a model
+        raise ModelError(f"cannot load Keras model {path}: {first_line(e)}") from None
     name = "keras compiled" if compiled else "keras predict"
     fn = call if compiled else (lambda x: model.predict(x, verbose=0, batch_size=len(x)))
     provider = f"{keras.backend.backend()} {'GPU' if on_gpu and device == 'gpu' else 'CPU'}"
-    return KerasRunner(name, provider, available_cpus(), model.output_shape[-1], fn=fn)
+    return KerasRunner(name, provider, threads or available_cpus(), model.output_shape[-1],
+                       input_shape=tuple(model.input_shape), fn=fn)
