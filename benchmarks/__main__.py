@@ -1,12 +1,16 @@
-"""``python -m benchmarks BUNDLE --images DIR``: Keras and every artifact, side by side, one report."""
+"""``python -m benchmarks BUNDLE|MODEL --images DIR``: Keras and every artifact, side by side, one report.
+
+A bundle gives the Keras rows (the reference) and one row per artifact; a bare model file
+(.onnx, .tflite or .keras) gives its own rows, with --classes/--size/--preprocessing where it
+carries no metadata. The terminal shows a narrow table; report.md has every column.
+"""
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from runtime.cli import add_model_args, import_tensorflow_quietly, positive_float, positive_int
 
 
 @dataclass
@@ -18,60 +22,88 @@ class Timing:
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("bundle", type=Path)
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path, help="bundle folder, or one model file (.onnx, .tflite, .keras)")
     p.add_argument("--images", type=Path, required=True, help="labelled images, e.g. the dataset's test/")
-    p.add_argument("--limit", type=int, default=10_000, help="at most this many images")
+    p.add_argument("--limit", type=positive_int, default=10_000, help="at most this many images (default all)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/benchmarks"),
                    help="OUT/<bundle>[-gpu]/ is written here (default runs/benchmarks, not tracked by git)")
-    p.add_argument("--runs", type=int, default=50, help="batch-1 latency runs per row")
-    p.add_argument("--throughput-seconds", type=float, default=3.0)
+    p.add_argument("--runs", type=positive_int, default=50, help="batch-1 latency runs per row (default 50)")
+    p.add_argument("--throughput-seconds", type=positive_float, default=3.0,
+                   help="seconds of batch-32 inference per row (default 3)")
+    add_model_args(p, argparse.SUPPRESS)
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return p
+
+
+def subject(args):
+    """(name, classes, size, mode, targets, fp32 ONNX for counting MACs) of a bundle or a bare file."""
+    from benchmarks.rows import file_target, targets
+    from runtime.classifier import Classifier
+    from runtime.cli import model_overrides
+    from runtime.errors import ModelError
+    from runtime.manifest import Manifest
+
+    if args.bundle.is_dir():
+        m = Manifest.read(args.bundle)
+        return (m.name, m.classes, (m.input["height"], m.input["width"]), m.preprocessing.get("mode", "xception"),
+                targets(args.bundle), args.bundle / "model.fp32.onnx", {})
+    if not args.bundle.is_file():
+        raise ModelError(f"no bundle or model file at {args.bundle}")
+    overrides = model_overrides(args)
+    info = Classifier.load(args.bundle, overrides=overrides).info
+    return (args.bundle.stem, info.classes, (info.height, info.width), info.mode, file_target(args.bundle),
+            args.bundle, overrides)
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    import_tensorflow_quietly(args.verbose)
     import numpy as np
     from tqdm import tqdm
 
     from benchmarks.flops import count_macs
     from benchmarks.goals import goals
     from benchmarks.provenance import provenance
-    from benchmarks.report import write
-    from benchmarks.rows import measure, targets
+    from benchmarks.report import terminal, write
+    from benchmarks.rows import measure
     from benchmarks.timing import matmul_peak_gflops
+    from runtime.cli import error, progress_options
     from runtime.errors import RuntimeToolkitError
     from runtime.images import load_images
-    from runtime.manifest import Manifest
 
+    if not args.images.is_dir():
+        return error(f"--images {args.images}: no such folder")
     try:
-        m = Manifest.read(args.bundle)
-        size = (m.input["height"], m.input["width"])
-        images = load_images(args.images, size, m.classes, args.limit, m.preprocessing.get("mode", "xception"))
+        name, classes, size, mode, todo, fp32, overrides = subject(args)
+        images = load_images(args.images, size, classes, args.limit, mode)
     except RuntimeToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    fp32 = args.bundle / "model.fp32.onnx"
-    macs = count_macs(fp32) if fp32.exists() else 0
+        return error(str(e))
+    macs = count_macs(fp32) if fp32.suffix == ".onnx" and fp32.exists() else 0
     peaks = matmul_peak_gflops()
     peak = max(peaks.values())
     rows, diffs, ref = [], {}, None
-    for target in (bar := tqdm(targets(args.bundle), desc="benchmark", unit="row")):
+    for target in (bar := tqdm(todo, desc="benchmark", unit="row", **progress_options())):
         bar.set_postfix_str(target.name)
-        row, out = measure(target, args.device, images, ref, macs, peak, Timing(args.runs, args.throughput_seconds))
+        row, out = measure(target, args.device, images, ref, macs, peak, Timing(args.runs, args.throughput_seconds),
+                           overrides)
         if target.name == "keras predict" and out is not None:
             ref = out
         if out is not None and ref is not None:
             diffs[target.name] = np.abs(out - ref).ravel()
         rows.append(row)
-    head = {"bundle": m.name, "device": args.device, "provenance": provenance(), "images": len(images.files),
+    head = {"bundle": name, "device": args.device, "provenance": provenance(), "images": len(images.files),
             "images_dir": str(args.images), "input": f"{size[0]}x{size[1]}", "gmacs": macs / 1e9,
-            "matmul_peak_gflops": peak, "matmul_gflops_by_library": peaks, "goals": goals(rows)}
-    out = args.out / (m.name + ("-gpu" if args.device == "gpu" else ""))
-    print("\n" + write(rows, head, diffs, out))
+            "matmul_peak_gflops": peak, "matmul_gflops_by_library": peaks, "goals": goals(rows),
+            "logit_range": float(np.ptp(ref)) if ref is not None else None}
+    out = args.out / (name + ("-gpu" if args.device == "gpu" else ""))
+    write(rows, head, diffs, out)
+    print("\n" + terminal(rows))
     ok = sum(r.status == "ok" for r in rows)
-    print(f"{ok}/{len(rows)} rows measured; report.md, report.json, results.csv and plots in {out}")
+    print(f"\n{ok}/{len(rows)} rows measured; every column in {out}/report.md (also report.json, results.csv, "
+          "latency_vs_accuracy.png, logit_diffs.png)")
     return 0
 
 

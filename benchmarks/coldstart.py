@@ -1,6 +1,6 @@
 """Child process for cold-start timing: import, load, preprocess and predict one image, print JSON.
 
-``python -m benchmarks.coldstart keras|runtime PATH IMAGE [DEVICE]``; the parent measures from
+``python -m benchmarks.coldstart keras|runtime PATH IMAGE [DEVICE [OVERRIDES_JSON]]``; the parent measures from
 before it spawned this process to the ``done`` timestamp printed here.
 """
 
@@ -13,6 +13,7 @@ import time
 def main():
     kind, path, image = sys.argv[1:4]
     device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+    overrides = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
     from runtime.preprocessing import preprocess
 
     if kind == "keras":
@@ -25,7 +26,7 @@ def main():
     else:
         from runtime.classifier import Classifier
 
-        clf = Classifier.load(path, device=device)
+        clf = Classifier.load(path, device=device, overrides=overrides)
         label = clf.info.classes.index(clf.predict([image])[0].label)
     done = time.time()
     print(json.dumps({"done": done, "label": label, "peak_rss_mb": peak_rss_mb()}))

@@ -25,6 +25,22 @@ def cell(row: Row, key: str, fmt: str) -> str:
     return "-" if value is None or value == "" else fmt.format(value)
 
 
+def terminal(rows: list[Row]) -> str:
+    """The narrow table for the terminal: format, status, MB, agreement, accuracy, ms, speed-up over Keras."""
+    keras = next((r.p50_ms for r in rows if r.name == "keras predict" and r.p50_ms), None)
+    lines = [f"{'target':<16} {'status':<12} {'MB':>6} {'agree':>7} {'acc':>6} {'p50 ms':>8} {'x keras':>8}"]
+    for r in rows:
+        lines.append(f"{r.name[:16]:<16} {r.status:<12} {_f(r.size_mb, '{:.1f}'):>6} "
+                     f"{_f(r.top1_agreement, '{:.1%}'):>7} {_f(r.accuracy, '{:.3f}'):>6} {_f(r.p50_ms, '{:.1f}'):>8} "
+                     f"{_f(keras / r.p50_ms if keras and r.p50_ms else None, '{:.1f}x'):>8}")
+    reasons = [f"  {r.name}: {r.reason}" for r in rows if r.status != "ok"]
+    return "\n".join(lines + (["", "not measured:"] + reasons if reasons else []))
+
+
+def _f(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
 def markdown(rows: list[Row], head: dict) -> str:
     """Provenance lines, the table, then the goals and how far each is met."""
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in head["provenance"]["flags"].items())
@@ -43,27 +59,40 @@ def markdown(rows: list[Row], head: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plots(rows: list[Row], diffs: dict, out: Path):
-    """latency_vs_accuracy.png and logit_diffs.png."""
+def plots(rows: list[Row], diffs: dict, out: Path, logit_range: float | None = None):
+    """latency_vs_accuracy.png and logit_diffs.png (absolute differences, log axis, fp32 limit drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, ScalarFormatter
 
     ok = [r for r in rows if r.status == "ok" and r.accuracy is not None]
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     for r in ok:
-        ax.scatter(r.p50_ms, r.accuracy, label=f"{r.name} ({r.p50_ms:.0f} ms)")
-    ax.set(xscale="log", xlabel="p50 latency, batch 1 (ms, log)", ylabel="accuracy", title="latency vs accuracy")
-    ax.legend(fontsize="small")
+        ax.scatter(r.p50_ms, r.accuracy, s=50, label=f"{r.name}: {r.p50_ms:.1f} ms, {r.accuracy:.3f}")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set(xlabel="p50 latency at batch 1, ms (log scale)", ylabel="accuracy", title="latency vs accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     fig.savefig(out / "latency_vs_accuracy.png", dpi=100)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5))
     names = [n for n in diffs if n != "keras predict"]
-    ax.boxplot([diffs[n] for n in names], showfliers=True)
+    floor = 1e-9  # identical logits would vanish from a log axis
+    ax.boxplot([diffs[n] + floor for n in names], showfliers=True)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
-    ax.set(yscale="symlog", ylabel="|logit - keras logit|", title="logit differences against Keras predict")
+    ax.set_yscale("log")
+    if logit_range:
+        ax.axhline(1e-4 * logit_range, color="red", ls="--",
+                   label=f"fp32 limit: 1e-4 of the logit range ({logit_range:.1f})")
+        ax.legend(fontsize="small")
+    ax.set(ylabel="|logit - Keras logit| (log scale)", title="logit differences against Keras predict")
+    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(out / "logit_diffs.png", dpi=100)
     plt.close(fig)
@@ -79,7 +108,7 @@ def write(rows: list[Row], head: dict, diffs: dict, out: Path) -> str:
         writer = csv.DictWriter(f, [x.name for x in fields(Row)])
         writer.writeheader()
         writer.writerows(asdict(r) for r in rows)
-    plots(rows, diffs, out)
+    plots(rows, diffs, out, head.get("logit_range"))
     return md
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import BackendUnavailable, RuntimeToolkitError, first_line
+from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, first_line
 from runtime.formats import FORMATS
 from runtime.parity import compare
 from runtime.preprocessing import preprocess
@@ -64,6 +64,17 @@ def targets(bundle: Path) -> list[Target]:
                    for p in FORMATS[f].precisions]
 
 
+def file_target(path: Path) -> list[Target]:
+    """The rows of one bare model file: both Keras rows for a .keras, else the file itself."""
+    from runtime.formats import format_of
+
+    fmt = format_of(path)
+    if fmt.name == "keras":
+        return [Target("keras predict", "keras", "fp32", path), Target("keras compiled", "keras", "fp32", path)]
+    precision = next((p for p in fmt.precisions if f".{p}." in path.name), "?")
+    return [Target(path.name, fmt.name, precision, path)]
+
+
 def load(target: Target, device: str):
     """A runner for the target (BackendUnavailable / RuntimeToolkitError when it cannot be had)."""
     if target.format == "keras":
@@ -75,20 +86,22 @@ def load(target: Target, device: str):
     return FORMATS[target.format].load(target.file, None, device)
 
 
-def cold_start(target: Target, image: str, device: str) -> tuple[float, float]:
+def cold_start(target: Target, image: str, device: str, overrides=None) -> tuple[float, float]:
     """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB."""
     kind = "keras" if target.format == "keras" else "runtime"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.time()
-    res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(target.file), image, device],
+    res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(target.file), image, device,
+                          json.dumps(overrides or {})],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     if res.returncode != 0:
-        raise RuntimeError(f"cold start failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+        raise ModelError(f"cold start failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
     out = json.loads(res.stdout.strip().splitlines()[-1])
     return out["done"] - start, out["peak_rss_mb"]
 
 
-def measure(target: Target, device: str, images, ref, macs: int, peak: float, timing) -> tuple[Row, np.ndarray]:
+def measure(target: Target, device: str, images, ref, macs: int, peak: float, timing,
+            overrides=None) -> tuple[Row, np.ndarray]:
     """Measure one target; a missing backend or file gives an 'unavailable' row, an error a 'failed' one."""
     from benchmarks.timing import latency, throughput
 
@@ -120,5 +133,8 @@ def measure(target: Target, device: str, images, ref, macs: int, peak: float, ti
     if macs:
         row.gflops = 2 * macs * row.throughput_b32 / 1e9
         row.peak_share = row.gflops / peak
-    row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device)
+    try:
+        row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides)
+    except ModelError as e:
+        row.reason = str(e)
     return row, out

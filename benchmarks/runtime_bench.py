@@ -19,7 +19,10 @@ from pathlib import Path
 from benchmarks.rows import ROOT, Target, cold_start
 from benchmarks.timing import latency
 from runtime.classifier import Classifier, pick_artifact
+from runtime.cli import positive_int
+from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
 from runtime.manifest import Manifest
+from runtime.preprocessing import preprocess
 
 EXTRAS = {"onnx": "onnx", "tflite": "litert"}
 
@@ -60,8 +63,11 @@ def install_size_mb(extra: str) -> float:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         site = next(venv.glob("lib/python*/site-packages"))
         before = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
-        subprocess.run([str(venv / "bin/pip"), "install", "-q", "-c", str(ROOT / "constraints.txt"),
-                        f"{ROOT}[{extra}]"], check=True)
+        res = subprocess.run([str(venv / "bin/pip"), "install", "-q", "-c", str(ROOT / "constraints.txt"),
+                              f"{ROOT}[{extra}]"], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            tail = (res.stderr.strip().splitlines() or ["?"])[-1]
+            raise BackendUnavailable(f"--install-size: pip could not install .[{extra}] (offline?): {tail}")
         after = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
         return (after - before) / 1e6
 
@@ -81,16 +87,28 @@ def measure(bundle: Path, fmt: str, image: str, cold_runs: int, runs: int, with_
                       install_size_mb(EXTRAS[fmt]) if with_size else None)
 
 
-def main(argv=None) -> int:
+def parser():
     p = argparse.ArgumentParser(prog="python -m benchmarks.runtime_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", type=Path, help="a converted bundle folder")
     p.add_argument("--image", required=True, help="a JPEG to classify")
-    p.add_argument("--cold-runs", type=int, default=5)
-    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--cold-runs", type=positive_int, default=5, help="fresh processes per backend (default 5)")
+    p.add_argument("--runs", type=positive_int, default=100, help="timed calls per latency (default 100)")
     p.add_argument("--install-size", action="store_true", help="also pip-install each backend into a fresh venv")
     p.add_argument("--out", type=Path, help="write runtime.json here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    return one_line_errors(lambda: run(args), (RuntimeToolkitError, OSError))
+
+
+def run(args) -> int:
+    """Check the inputs, measure each backend, print the table."""
+    if not args.bundle.is_dir():
+        raise ModelError(f"no bundle folder at {args.bundle}")
+    preprocess(args.image, (8, 8))  # a missing or broken image fails here, in one line
     rows = [measure(args.bundle, f, args.image, args.cold_runs, args.runs, args.install_size)
             for f in ("onnx", "tflite")]
     lines = ["| artifact | cold start s | bare run ms | runtime on tensor ms | JPEG to label ms | e2e over bare "

@@ -1,13 +1,11 @@
 """``python -m convert BUNDLE|MODEL``: export to TFLite and ONNX, verify each against Keras, publish."""
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from runtime.cli import import_tensorflow_quietly, positive_int
 from runtime.formats import FORMATS, PRECISIONS
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def csv(choices):
@@ -25,22 +23,28 @@ def parser():
     p = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
     p.add_argument("source", type=Path, help="a bundle folder (with model.keras and manifest.json), "
                                               "or a .keras/.h5 model file")
-    p.add_argument("--formats", type=csv(tuple(FORMATS)), default=list(FORMATS))
-    p.add_argument("--precisions", type=csv(PRECISIONS), default=list(PRECISIONS))
+    p.add_argument("--formats", type=csv(tuple(FORMATS)), default=list(FORMATS),
+                   help=f"comma-separated (default {','.join(FORMATS)})")
+    p.add_argument("--precisions", type=csv(PRECISIONS),
+                   help=f"comma-separated (default {','.join(PRECISIONS)}; without --calibration fp32,fp16)")
     p.add_argument("--calibration", type=Path, help="folder of real images for int8 (>= 100 distinct)")
-    p.add_argument("--calibration-images", type=int, default=200)
+    p.add_argument("--calibration-images", type=positive_int, default=200, help="default 200")
     p.add_argument("--parity", type=Path, help="images to compare on (default: validation/ beside "
-                                               "--calibration, else --calibration)")
-    p.add_argument("--parity-images", type=int, default=100)
+                                               "--calibration, else --calibration, else seeded noise)")
+    p.add_argument("--parity-images", type=positive_int, default=100, help="default 100")
     p.add_argument("--int8-reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="ONNX int8 7-bit weights: auto = on when the CPU has no VNNI")
     p.add_argument("--classes", help="class names in output order, for a bare model file")
-    p.add_argument("--out", type=Path, help="bundle folder to create for a bare model file")
+    p.add_argument("--size", type=positive_int, help="input size of a bare model whose input size is not fixed")
+    p.add_argument("--out", type=Path, help="bundle folder to create for a bare model file "
+                                             "(default artifacts/<file name>)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    import_tensorflow_quietly(args.verbose)
     from convert.errors import ConvertError
     from convert.report import run
     from runtime.errors import RuntimeToolkitError, one_line_errors

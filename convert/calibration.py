@@ -1,7 +1,12 @@
-"""Real images for int8 calibration: at least 100 distinct ones."""
+"""Images for conversion: at least 100 distinct real ones for int8 calibration; noise for float parity
+when the user gave no images."""
+
+import numpy as np
+from PIL import Image
 
 from convert.errors import CalibrationError
 from runtime.images import ImageSet, load_images
+from runtime.preprocessing import to_array
 
 MIN_CALIBRATION = 100
 
@@ -13,3 +18,12 @@ def calibration_set(folder, size, classes, n: int, mode="xception") -> ImageSet:
         raise CalibrationError(f"int8 calibration needs {MIN_CALIBRATION} distinct images; "
                                f"{folder} has {len(images.files)}")
     return images
+
+
+def synthetic_set(size, n: int, mode="xception", seed=0) -> ImageSet:
+    """``n`` seeded random RGB images through the model's preprocessing: enough to prove a float export
+    computes the same function (not to measure accuracy)."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (n, size[0], size[1], 3), dtype=np.uint8)
+    batch = np.stack([to_array(Image.fromarray(x), mode) for x in pixels])
+    return ImageSet(batch, [f"<noise {i}>" for i in range(n)], [None] * n)

@@ -8,10 +8,11 @@ import numpy as np
 from tqdm import tqdm
 
 from convert import to_onnx, to_tflite
-from convert.calibration import calibration_set
+from convert.calibration import calibration_set, synthetic_set
 from convert.errors import ConvertError, ExportError
 from convert.parity import check
 from convert.source import Source
+from runtime.cli import progress_options
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.files import replacing, sha256
 from runtime.formats import FORMATS
@@ -83,15 +84,17 @@ def convert(source: Source, bundle: Path, formats, precisions, parity_dir, parit
     m = source.manifest
     mode = m.preprocessing.get("mode", "xception")
     if "int8" in precisions and calibration_dir is None:
-        raise ConvertError("int8 needs --calibration DIR (at least 100 real images)")
-    images = load_images(parity_dir, source.size, m.classes, parity_count, mode)
+        raise ConvertError("int8 needs --calibration DIR (at least 100 real images), "
+                           "or leave it out: --precisions fp32,fp16")
+    images = (load_images(parity_dir, source.size, m.classes, parity_count, mode) if parity_dir
+              else synthetic_set(source.size, parity_count, mode))
     calibration = None
     if "int8" in precisions:
         calibration = calibration_set(calibration_dir, source.size, m.classes, calibration_count, mode)
     ref = source.predict(images.batch)
     jobs = [(f, p) for f in FORMATS if f in formats for p in FORMATS[f].precisions if p in precisions]
     results = []
-    for fmt, precision in (bar := tqdm(jobs, desc="converting", unit="artifact")):
+    for fmt, precision in (bar := tqdm(jobs, desc="converting", unit="artifact", **progress_options())):
         bar.set_postfix_str(FORMATS[fmt].file(precision))
         art = build(source, bundle, fmt, precision, ref, images, calibration, exporters[fmt])
         results.append(art)

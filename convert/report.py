@@ -1,31 +1,60 @@
 """Run a conversion from parsed flags and print its summary table."""
 
+import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from convert.errors import ConvertError
 from convert.pipeline import Artifact, convert
 from convert.source import make_bundle, open_source
+from runtime.manifest import Manifest
 
 
-def resolve_bundle(args) -> Path:
-    """The bundle to convert: the folder given, or one made from a bare model file."""
+@contextmanager
+def bundle_of(args):
+    """The bundle to convert: the folder given, or one made from a bare model file, removed again
+    when the conversion stops with an error before anything was published."""
     if args.source.is_dir():
-        return args.source
+        yield args.source
+        return
     if not args.source.is_file():
         raise ConvertError(f"no bundle or model at {args.source}")
     classes = [c for c in (args.classes or "").split(",") if c]
-    return make_bundle(args.source, args.out or Path("artifacts") / args.source.stem, classes)
+    out = args.out or Path("artifacts") / args.source.stem
+    made = not out.exists()
+    try:
+        yield make_bundle(args.source, out, classes, args.size)
+    except BaseException:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if made and not Manifest.read(out).artifacts:
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"note: no artifact passed, so {out} was removed again", file=sys.stderr)
 
 
-def parity_folder(args) -> Path:
-    """``--parity``, else ``validation/`` beside ``--calibration``, else ``--calibration``."""
+def parity_folder(args) -> Path | None:
+    """``--parity``, else ``validation/`` beside ``--calibration``, else ``--calibration``, else None (noise)."""
+    for folder in (args.parity, args.calibration):
+        if folder is not None and not folder.is_dir():
+            raise ConvertError(f"{folder}: no such folder")
     if args.parity:
         return args.parity
     if args.calibration is None:
-        raise ConvertError("give --parity DIR or --calibration DIR: parity needs real images")
+        return None
     sibling = args.calibration.parent / "validation"
     return sibling if sibling.is_dir() and sibling != args.calibration else args.calibration
+
+
+def precisions(args) -> list[str]:
+    """``--precisions``, else all of them with calibration images and the float ones without."""
+    if args.precisions:
+        return args.precisions
+    if args.calibration is None:
+        print("note: int8 skipped: it needs --calibration DIR (real images)", file=sys.stderr)
+        return ["fp32", "fp16"]
+    return ["fp32", "fp16", "int8"]
 
 
 def table(results: list[Artifact]) -> str:
@@ -45,14 +74,18 @@ def table(results: list[Artifact]) -> str:
 
 def run(args) -> int:
     """Convert, print the table and one line per failed artifact; non-zero if any failed."""
-    bundle = resolve_bundle(args)
-    source = open_source(bundle)
-    source.reduce_range = {"auto": None, "on": True, "off": False}[args.int8_reduce_range]
-    try:
-        results = convert(source, bundle, args.formats, args.precisions, parity_folder(args), args.parity_images,
-                          args.calibration, args.calibration_images)
-    finally:
-        source.close()
+    wanted, images = precisions(args), parity_folder(args)
+    with bundle_of(args) as bundle:
+        source = open_source(bundle)
+        source.reduce_range = {"auto": None, "on": True, "off": False}[args.int8_reduce_range]
+        try:
+            results = convert(source, bundle, args.formats, wanted, images, args.parity_images,
+                              args.calibration, args.calibration_images)
+        finally:
+            source.close()
+    if images is None:
+        print(f"note: parity was checked on {args.parity_images} noise images (no --parity or --calibration): "
+              "it proves the same function, not the same accuracy", file=sys.stderr)
     print("\n" + table(results))
     failed = [a for a in results if a.error]
     for a in failed:

@@ -68,7 +68,8 @@ def open_source(bundle: Path) -> Source:
     if manifest.source.get("sha256") != digest:
         manifest.source["sha256"], manifest.artifacts = digest, []
     shape = model.input_shape
-    if (shape[1], shape[2]) != (manifest.input["height"], manifest.input["width"]):
+    fixed = [d for d in shape[1:3] if d is not None]
+    if fixed and (shape[1], shape[2]) != (manifest.input["height"], manifest.input["width"]):
         raise SourceError(f"{model_file}: input {shape[1:3]} differs from the manifest's "
                           f"{manifest.input['height']}x{manifest.input['width']}")
     if model.output_shape[-1] != len(manifest.classes):
@@ -76,18 +77,25 @@ def open_source(bundle: Path) -> Source:
     return Source(model, manifest, Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle)))
 
 
-def make_bundle(model_path: Path, out: Path, classes: list[str]) -> Path:
+def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | None = None) -> Path:
     """Turn a user's own ``.keras``/``.h5`` model into a bundle (model.keras + manifest)."""
     import keras
     import tensorflow as tf
 
-    model = load_keras(model_path)
     if not classes:
         raise SourceError("a bare model needs --classes (comma-separated, in output order)")
+    model = load_keras(model_path)
+    h, w = model.input_shape[1:3]
+    if h is None or w is None:
+        if size is None:
+            raise SourceError(f"{model_path.name}: input {model.input_shape[1:]} has no fixed size: give --size")
+        h, w = h or size, w or size
+    if h != w:
+        raise SourceError(f"{model_path.name}: input {h}x{w} is not square; only square inputs are supported")
     out.mkdir(parents=True, exist_ok=True)
     with replacing(out / "model.keras", ".keras") as tmp:
         model.save(tmp)
-    size = model.input_shape[1]
+    size = h
     source = {"file": "model.keras", "sha256": sha256(out / "model.keras"), "tensorflow": tf.__version__,
               "keras": keras.__version__, "from": str(model_path)}
     Manifest.for_model(out.name, classes, size, source).write(out)

@@ -4,6 +4,7 @@ import argparse
 import os
 import signal
 import sys
+from contextlib import contextmanager
 
 
 def positive_int(text: str) -> int:
@@ -60,11 +61,44 @@ def model_overrides(args) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def quiet_tensorflow(verbose: bool = False):
-    """Silence TensorFlow's C++ logs and CUDA probes unless ``verbose``; call before importing TF."""
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+@contextmanager
+def quiet_stderr(enabled: bool = True):
+    """Send file descriptor 2 to /dev/null inside the block (TensorFlow's C++ logs and CUDA probes at
+    import ignore TF_CPP_MIN_LOG_LEVEL); Python errors raised inside still reach the caller."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def import_tensorflow_quietly(verbose: bool = False):
+    """Import TensorFlow (and probe its devices, where CUDA logs) with its C++ logs silenced; for
+    train, convert and benchmarks only: the runtime itself never calls this."""
+    with quiet_stderr(not verbose):
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return
+        tf.config.list_physical_devices()
+
+
+def progress_options() -> dict:
+    """tqdm options: a live bar on a terminal, a line every 30 s in a redirected log."""
+    return {} if sys.stderr.isatty() else {"mininterval": 30, "ascii": True}
+
+
+def keras_verbosity() -> int:
+    """Keras' progress bar on a terminal (1), one line per epoch or call in a redirected log (2)."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def end_quietly_on_broken_pipe():

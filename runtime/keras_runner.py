@@ -63,6 +63,8 @@ def load_keras(path, threads=None, device="cpu", compiled=True) -> KerasRunner:
         call, on_gpu = calls[keras.backend.backend()](model, device)
     except ImportError as e:
         raise BackendUnavailable(f"Keras rows need their backend installed: {e}") from None
+    except BackendUnavailable:
+        raise
     except Exception as e:  # Keras raises many kinds for a file that is not a model
         raise ModelError(f"cannot load Keras model {path}: {first_line(e)}") from None
     name = "keras compiled" if compiled else "keras predict"

@@ -43,7 +43,13 @@ def test_every_column_is_filled_or_explained(report):
             assert r[key] is not None, (name, key)
     assert data["provenance"]["flags"]["avx2"] in (True, False) and data["provenance"]["versions"]["numpy"]
     assert data["gmacs"] > 0 and data["matmul_peak_gflops"] > 0
-    assert "| keras predict | ok |" in stdout and "unavailable: model.fp16.tflite" in stdout
+    table = stdout.strip().split("\n\n")[0].splitlines()
+    assert table[0].split() == ["target", "status", "MB", "agree", "acc", "p50", "ms", "x", "keras"]
+    assert max(map(len, table)) <= 80 and len(table) == 9
+    assert table[1].split()[:2] == ["keras", "predict"] and table[1].split()[-1] == "1.0x"
+    assert "tflite fp16 unavailable" in " ".join(stdout.split())
+    assert "tflite fp16: model.fp16.tflite is not in the bundle" in stdout
+    assert "| keras predict | ok |" in (out / "report.md").read_text()
     for name in ("report.md", "results.csv", "latency_vs_accuracy.png", "logit_diffs.png"):
         assert (out / name).stat().st_size > 0
     with Image.open(out / "logit_diffs.png") as png:

@@ -1,13 +1,11 @@
 """``python -m train``: train, ``sweep``, ``evaluate`` or ``cache-bench``; errors end in one line."""
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from train.cli import add_config_args  # noqa: E402
-from train.errors import TrainError  # noqa: E402
+from runtime.cli import import_tensorflow_quietly, positive_int
+from train.cli import add_config_args, input_size
+from train.errors import TrainError
 
 COMMANDS = ("sweep", "evaluate", "cache-bench", "resize")
 
@@ -21,16 +19,18 @@ def parser(command: str | None) -> argparse.ArgumentParser:
     if command == "evaluate":
         p.add_argument("model", help="a .keras model file")
         p.add_argument("--data", required=True, help="labelled folder of class subfolders, e.g. .../test")
-        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--batch-size", type=positive_int, default=32)
         p.add_argument("--out", help="folder for evaluation.md/.json and confusion.png "
                                      "(default runs/evaluate/<the model's folder name>)")
+        p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
         return p
     if command == "resize":
         p.add_argument("bundle", help="bundle folder holding model.keras and manifest.json")
-        p.add_argument("--size", type=int, required=True)
+        p.add_argument("--size", type=input_size, required=True, help="new input size in pixels, >= 71")
         p.add_argument("--out", required=True, help="new bundle folder")
         p.add_argument("--recalibrate-on", help="re-estimate BatchNorm statistics on this image folder")
-        p.add_argument("--limit", type=int, default=30, help="images per class used to re-estimate")
+        p.add_argument("--limit", type=positive_int, default=30, help="images per class used to re-estimate")
+        p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
         return p
     if command == "sweep":
         from train.config import SWEEPS
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else None
     args = parser(command).parse_args(argv)
+    import_tensorflow_quietly(args.verbose)
     from runtime.errors import RuntimeToolkitError, one_line_errors
     from train import commands
 

@@ -9,6 +9,7 @@ gives the moving statistics the layers really see.
 import keras
 from tqdm import tqdm
 
+from runtime.cli import progress_options
 from train.data import Batches, ImageFolder
 
 
@@ -20,7 +21,7 @@ def recalibrate(base: keras.Model, folder: ImageFolder, size: int, batch_size=32
     try:
         for layer in bns:
             layer.trainable = True
-        for k in tqdm(range(len(batches)), desc="recalibrating BatchNorm", unit="batch"):
+        for k in tqdm(range(len(batches)), desc="recalibrating BatchNorm", unit="batch", **progress_options()):
             for layer in bns:
                 layer.momentum = 1.0 - 1.0 / (k + 1)
             base(batches[k][0], training=True)

@@ -77,6 +77,8 @@ def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
     from train.model import compile_model, make_base
 
     bundle, out = Path(bundle), Path(out)
+    if not (bundle / MODEL).is_file():
+        raise TrainError(f"no {MODEL} in {bundle}: give a bundle folder that `python -m train` wrote")
     old = keras.models.load_model(bundle / MODEL)
     base = make_base(size, "none")
     base.set_weights(old.get_layer("xception").get_weights())

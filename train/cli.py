@@ -2,6 +2,7 @@
 
 import argparse
 
+from runtime.cli import fraction, non_negative_int, positive_float, positive_int
 from train.config import AUGMENTATIONS, COURSE_AUGMENT, TrainConfig
 from train.profiles import PROFILES
 
@@ -15,7 +16,15 @@ SWITCHES = ("train_base", "recalibrate_bn", "distribute")
 
 def inner(text: str):
     """``--inner 100`` or ``--inner none`` (no inner layer)."""
-    return None if text == "none" else int(text)
+    return None if text == "none" else positive_int(text)
+
+
+def input_size(text: str) -> int:
+    """An input size Xception accepts: at least 71 pixels."""
+    size = positive_int(text)
+    if size < 71:
+        raise argparse.ArgumentTypeError(f"{size} is below Xception's smallest input, 71")
+    return size
 
 
 def augment(text: str) -> tuple[str, ...]:
@@ -33,23 +42,23 @@ def add_config_args(p: argparse.ArgumentParser):
     """The flags that build a TrainConfig; unset ones fall back to the profile, then the defaults."""
     p.add_argument("--data", required=True, help="dataset root holding train/, validation/ (and test/)")
     p.add_argument("--profile", choices=sorted(PROFILES), help="preset of the settings below")
-    p.add_argument("--size", type=int, help="input size in pixels (Xception needs >= 71)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float, help="learning rate of Adam")
+    p.add_argument("--size", type=input_size, help="input size in pixels, >= 71 (default 150)")
+    p.add_argument("--epochs", type=positive_int, help="default 10")
+    p.add_argument("--lr", type=positive_float, help="learning rate of Adam (default 0.001)")
     p.add_argument("--inner", type=inner, default=argparse.SUPPRESS, help="inner dense size, or none")
-    p.add_argument("--dropout", type=float, help="dropout rate before the logits")
+    p.add_argument("--dropout", type=fraction, help="dropout rate before the logits, in [0, 1) (default 0.2)")
     p.add_argument("--augment", type=augment,
                    help=f"none, course ({','.join(COURSE_AUGMENT)}) or a list of {','.join(AUGMENTATIONS)}")
-    p.add_argument("--augment-copies", type=int,
+    p.add_argument("--augment-copies", type=non_negative_int,
                    help="cache the base's features of N fixed augmented copies of each training image "
                         "(fast; 0 = augment on the fly, uncached)")
     p.add_argument("--weights", help="base weights: imagenet (default; Keras' download, else the copy "
                                      "`python -m train.imagenet fetch` extracted), none, or PATH.h5")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--limit", type=int, help="at most this many images per class and split")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=positive_int, help="default 32")
+    p.add_argument("--limit", type=positive_int, help="at most this many images per class and split (default all)")
+    p.add_argument("--seed", type=int, help="default 1")
     p.add_argument("--version", help="checkpoint name version, as xception_v1_...")
-    p.add_argument("--min-logit-std", type=float,
+    p.add_argument("--min-logit-std", type=float_at_least_zero,
                    help="refuse to publish when validation logits vary less than this between images "
                         "(default 0.01; a collapsed model gives ~1e-5; 0 turns the guard off)")
     p.add_argument("--train-base", action="store_true", help="also train the Xception base")
@@ -57,6 +66,18 @@ def add_config_args(p: argparse.ArgumentParser):
                    help="re-estimate the base's BatchNorm statistics on the training images first")
     p.add_argument("--no-cache", action="store_true", help="never cache the frozen base's features")
     p.add_argument("--distribute", action="store_true", help="tf.distribute.MirroredStrategy over GPUs")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+
+
+def float_at_least_zero(text: str) -> float:
+    """A number >= 0."""
+    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+
+
+def given_fields(args) -> set[str]:
+    """The TrainConfig fields set by flags on the command line (a sweep keeps them)."""
+    fields = {name for flag, name in FLAGS.items() if getattr(args, flag, None) is not None}
+    return fields | ({"size_inner"} if hasattr(args, "inner") else set())
 
 
 def config_from(args) -> TrainConfig:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import keras
 
+from runtime.errors import first_line
 from train.bundle import publish, separation
 from train.bundle import resize as resize_bundle
-from train.cli import config_from
+from train.cli import config_from, given_fields
 from train.data import ImageFolder
+from train.errors import ModelFileError
 from train.evaluation import evaluate as evaluate_model
 from train.fit import Splits, fit
 from train.sweep import run_sweep, save, table
@@ -43,7 +45,7 @@ def sweep(args) -> int:
     """Run one of the course's sweeps; write its table, JSON and plot."""
     cfg = config_from(args)
     splits = Splits.load(cfg.data, cfg.limit)
-    result = run_sweep(args.name, cfg, splits, args.epochs)
+    result = run_sweep(args.name, cfg, splits, args.epochs, keep=given_fields(args))
     out = save(result, args.out or f"runs/sweeps/{args.name}-{cfg.size}")
     print("\n" + table(result))
     print(f"\n{len(result.rows)} settings in {result.seconds:.0f} s; table, results.json and "
@@ -59,9 +61,23 @@ def resize(args) -> int:
     return 0
 
 
+def load_keras_model(path):
+    """A ``.keras``/``.h5`` model, or ModelFileError in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no model file at {path}")
+    if path.suffix not in (".keras", ".h5"):
+        raise ModelFileError(f"{path.name} is not a Keras model (.keras, .h5); for exported models use "
+                             "`python -m runtime.compare` or `python -m benchmarks`")
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises many kinds for a file that is not a model
+        raise ModelFileError(f"cannot load Keras model {path}: {first_line(e)}") from None
+
+
 def evaluate(args) -> int:
     """Accuracy of a saved model on a labelled folder (course 8.12), per class and as a confusion matrix."""
-    model = keras.models.load_model(args.model)
+    model = load_keras_model(args.model)
     folder = ImageFolder.scan(args.data)
     ev = evaluate_model(model, folder, model.input_shape[1], args.batch_size)
     out = ev.save(args.out or Path("runs/evaluate") / Path(args.model).resolve().parent.name)

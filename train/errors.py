@@ -11,3 +11,11 @@ class WeightsError(TrainError):
 
 class DataError(TrainError):
     """The dataset folder is missing or malformed."""
+
+
+class SweepError(TrainError):
+    """A sweep was asked to fix the very setting it varies."""
+
+
+class ModelFileError(TrainError):
+    """A model file to evaluate or resize is missing or is not a Keras model."""

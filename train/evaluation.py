@@ -6,6 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from runtime.cli import keras_verbosity
 from runtime.files import write_json
 from train.data import Batches, ImageFolder
 
@@ -83,5 +84,5 @@ def evaluate(model, folder: ImageFolder, size: int, batch_size=32) -> Evaluation
     """Evaluate a Keras model (or a path to one) on every image of ``folder``."""
     if not isinstance(model, keras.Model):
         model = keras.models.load_model(model)
-    logits = model.predict(Batches(folder, size, batch_size, labels=False), verbose=1)
+    logits = model.predict(Batches(folder, size, batch_size, labels=False), verbose=keras_verbosity())
     return Evaluation.of(logits, folder.labels, folder.classes)

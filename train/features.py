@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from runtime.cli import keras_verbosity
 from train.augment import make_augmenter
 from train.data import Batches, ImageFolder
 
@@ -45,7 +46,8 @@ def pooled_features(base, folder: ImageFolder, size: int, batch_size=32, augment
     inputs = keras.Input((size, size, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))
     extractor = keras.Model(inputs, pooled)
-    return extractor.predict(Batches(folder, size, batch_size, labels=False, augment=augment), verbose=1)
+    return extractor.predict(Batches(folder, size, batch_size, labels=False, augment=augment),
+                             verbose=keras_verbosity())
 
 
 def extract(base, train: ImageFolder, val: ImageFolder, size: int, batch_size=32, augment=(), copies=0,

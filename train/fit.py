@@ -7,6 +7,7 @@ from pathlib import Path
 
 import keras
 
+from runtime.cli import keras_verbosity
 from train.augment import make_augmenter
 from train.bn import RecalibrateEachEpoch, recalibrate
 from train.checkpoint import BestCheckpoint, Checkpoint, EpochTimer
@@ -101,7 +102,8 @@ def fit(cfg: TrainConfig, splits: Splits, checkpoints=None, cache: FeatureCache 
             val = Batches(splits.val, cfg.size, cfg.batch_size)
             extra = [RecalibrateEachEpoch(base, splits.train, cfg.size, cfg.batch_size, len(train))
                      ] if cfg.train_base and cfg.recalibrate_bn else []
-            hist = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=[*extra, best, timer])
+            hist = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=[*extra, best, timer],
+                             verbose=keras_verbosity())
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     return FitResult(cfg, splits.train.classes, model, history, best.best,
                      time.perf_counter() - t0, timer.seconds, cache)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runtime.files import write_json
 from train.config import SWEEPS, TrainConfig
+from train.errors import SweepError
 from train.fit import FitResult, Splits, fit
 
 
@@ -38,12 +39,16 @@ def label(value) -> str:
     return str(value)
 
 
-def run_sweep(name: str, base: TrainConfig, splits: Splits, epochs=None) -> SweepResult:
-    """Train one model per value; settings that can share cached base features do."""
+def run_sweep(name: str, base: TrainConfig, splits: Splits, epochs=None, keep=frozenset()) -> SweepResult:
+    """Train one model per value; settings that can share cached base features do. The sweep's fixed
+    settings apply except for the fields in ``keep`` (given on the command line)."""
     sweep = SWEEPS[name]
+    if sweep.field in keep:
+        raise SweepError(f"the {name} sweep varies {sweep.field} itself: drop that flag")
+    fixed = {k: v for k, v in sweep.fixed.items() if k not in keep}
     t0, cache, rows = time.perf_counter(), None, []
     for i, value in enumerate(sweep.values, 1):
-        cfg = replace(base, epochs=epochs or sweep.epochs, **sweep.fixed, **{sweep.field: value})
+        cfg = replace(base, epochs=epochs or sweep.epochs, **fixed, **{sweep.field: value})
         print(f"[{name} {i}/{len(sweep.values)}] {sweep.field}={label(value)}")
         res: FitResult = fit(cfg, splits, cache=cache if cfg.cacheable else None)
         if cfg.cacheable:
