@@ -24,29 +24,56 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(converted):
-    """``python -m runtime.serve`` in its own process; yields its base URL."""
+def start_server(model, *flags):
+    """``python -m runtime.serve`` in its own process, once /health answers: (process, base URL)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RUNTIME_ALLOW_PRIVATE_URLS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--model", str(converted), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--model", str(model), "--port", str(port),
+                             *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
             if httpx.get(f"{base}/health").status_code == 200:
-                break
+                return proc, base
         except httpx.TransportError:
             time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(proc.stdout.read().decode())
-    yield base
+    proc.kill()
+    pytest.fail(proc.stdout.read().decode())
+
+
+def stop(proc) -> str:
+    """Stop the server; its whole log, checked for tracebacks."""
     proc.terminate()
     proc.wait(timeout=20)
     log = proc.stdout.read().decode()
     assert "Traceback" not in log, log
+    return log
+
+
+@pytest.fixture(scope="module")
+def server(converted):
+    """The server on the tiny bundle; yields its base URL."""
+    proc, base = start_server(converted)
+    yield base
+    stop(proc)
+
+
+def test_server_logs_its_model_and_each_request_and_answers_every_error_alike(converted):
+    proc, base = start_server(converted, "--threads", "1")
+    docs = httpx.get(f"{base}/docs")
+    assert docs.status_code == 200 and "/predict" in docs.text and "/openapi.json" in docs.text
+    assert "<script" not in docs.text and "cdn" not in docs.text.lower()
+    answers = [httpx.get(f"{base}/nope"), httpx.get(f"{base}/predict"),
+               httpx.post(f"{base}/predict?top_k=abc", content=b"x")]
+    assert [r.status_code for r in answers] == [404, 405, 422]
+    assert all(set(r.json()) == {"error"} and r.json()["error"] for r in answers)
+    assert answers[2].json()["error"].startswith("query.top_k:")
+    log = stop(proc)
+    assert f"model {converted}/model." in log and "1 threads" in log and "3 classes" in log
+    assert f"serving on {base} (docs at /docs" in log
+    for line in ("GET /docs 200", "GET /nope 404", "GET /predict 405", "POST /predict 422"):
+        assert line in log, log
 
 
 def test_concurrent_requests_all_answered(server, tiny_data):
