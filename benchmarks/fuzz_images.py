@@ -6,7 +6,6 @@ resident memory is checked every 200 cases. Any other exception, hang or memory 
 saved to ``--found`` (kept as regression cases by tests/test_fuzz_regressions.py).
 """
 
-import argparse
 import hashlib
 import io
 import json
@@ -20,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from runtime.cli import command_parser, positive_float
 from runtime.errors import RuntimeToolkitError
 from runtime.preprocessing import preprocess
 
@@ -129,12 +129,12 @@ def save(found: Path, data: bytes, error: BaseException):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.fuzz_images", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=600)
+    p = command_parser("python -m benchmarks.fuzz_images", __doc__)
+    p.add_argument("--seconds", type=positive_float, default=600, help="how long to fuzz (default 600)")
     p.add_argument("--model", help="also run Classifier.predict with this model file or bundle")
     p.add_argument("--dataset", type=Path, help="folder of real JPEGs to add to the seeds")
-    p.add_argument("--found", type=Path, default=Path("tests/regressions"))
+    p.add_argument("--found", type=Path, default=Path("tests/regressions"),
+                   help="where each finding is kept for the regression test (default tests/regressions)")
     p.add_argument("--out", type=Path, help="write fuzz.json here")
     args = p.parse_args(argv)
     classify = lambda data: preprocess(data, SIZE)  # noqa: E731

@@ -6,7 +6,6 @@ to label against the bare ``session.run``/``invoke`` on the same tensor, and, wi
 --install-size, the size of a fresh virtual environment holding the runtime and that backend.
 """
 
-import argparse
 import io
 import json
 import statistics
@@ -19,7 +18,7 @@ from pathlib import Path
 from benchmarks.rows import ROOT, Target, cold_start
 from benchmarks.timing import latency
 from runtime.classifier import Classifier, pick_artifact
-from runtime.cli import positive_int
+from runtime.cli import command_parser, positive_int
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
 from runtime.manifest import Manifest
 from runtime.preprocessing import preprocess
@@ -88,8 +87,7 @@ def measure(bundle: Path, fmt: str, image: str, cold_runs: int, runs: int, with_
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m benchmarks.runtime_bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("python -m benchmarks.runtime_bench", __doc__)
     p.add_argument("bundle", type=Path, help="a converted bundle folder")
     p.add_argument("--image", required=True, help="a JPEG to classify")
     p.add_argument("--cold-runs", type=positive_int, default=5, help="fresh processes per backend (default 5)")

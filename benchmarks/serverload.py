@@ -5,7 +5,6 @@ then N requests at concurrency C with one in ten malformed or oversized, then a 
 capacity against a server allowed only 2 requests in flight. Bounded in requests and time.
 """
 
-import argparse
 import base64
 import collections
 import concurrent.futures
@@ -22,6 +21,7 @@ import httpx
 import numpy as np
 
 from benchmarks.rows import ROOT
+from runtime.cli import command_parser, positive_int
 from runtime.images import list_images
 
 LIMIT = 6 * 1024 * 1024
@@ -131,14 +131,13 @@ def run(bundle: Path, images: list[bytes], requests: int, concurrency: int, swee
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.serverload", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--requests", type=int, default=2000)
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--sweep", default="1,2,4,8,16")
-    p.add_argument("--out", type=Path)
+    p = command_parser("python -m benchmarks.serverload", __doc__)
+    p.add_argument("bundle", type=Path, help="a converted bundle to serve")
+    p.add_argument("--images", type=Path, required=True, help="folder of images to send (the first 50)")
+    p.add_argument("--requests", type=positive_int, default=2000, help="requests in the mixed run (default 2000)")
+    p.add_argument("--concurrency", type=positive_int, default=16, help="clients in the mixed run (default 16)")
+    p.add_argument("--sweep", default="1,2,4,8,16", help="concurrency levels of the sweep (default 1,2,4,8,16)")
+    p.add_argument("--out", type=Path, help="write serverload.json here")
     args = p.parse_args(argv)
     images = [f.read_bytes() for f in list_images(args.images)[:50]]
     result = run(args.bundle, images, args.requests, args.concurrency, [int(c) for c in args.sweep.split(",")])

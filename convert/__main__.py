@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.cli import import_tensorflow_quietly, positive_int
+from runtime.cli import command_parser, import_tensorflow_quietly, positive_int
 from runtime.formats import FORMATS, PRECISIONS
 
 
@@ -20,7 +20,7 @@ def csv(choices):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
+    p = command_parser("python -m convert", __doc__)
     p.add_argument("source", type=Path, help="a bundle folder (with model.keras and manifest.json), "
                                               "or a .keras/.h5 model file")
     p.add_argument("--formats", type=csv(tuple(FORMATS)), default=list(FORMATS),

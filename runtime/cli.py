@@ -7,6 +7,12 @@ import sys
 from contextlib import contextmanager
 
 
+def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """A parser whose description is the module's docstring as plain text (no RST double backticks)."""
+    return argparse.ArgumentParser(prog=prog, description=(doc or "").replace("``", "") or None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     return _bounded(int, text, 1, "a positive integer")

@@ -14,13 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.cli import add_model_args, end_quietly_on_broken_pipe, error, fraction, model_overrides, positive_int
+from runtime.cli import (
+    add_model_args,
+    command_parser,
+    end_quietly_on_broken_pipe,
+    error,
+    fraction,
+    model_overrides,
+    positive_int,
+)
 from runtime.errors import ModelError, RuntimeToolkitError
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m runtime.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("python -m runtime.compare", __doc__)
     p.add_argument("a", help="reference: bundle folder, model file or .keras")
     p.add_argument("b", help="compared: bundle folder, model file or .keras")
     p.add_argument("--images", required=True, help="folder of images (labelled class/image gives accuracy)")

@@ -6,13 +6,12 @@ A folder shows progress on stderr and ends with a summary (with accuracy when it
 class/image, as the dataset's test/ folder).
 """
 
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.cli import add_model_args, end_quietly_on_broken_pipe, error, model_overrides, positive_int
+from runtime.cli import add_model_args, command_parser, end_quietly_on_broken_pipe, error, model_overrides, positive_int
 from runtime.errors import ImageError, RuntimeToolkitError
 from runtime.images import list_images
 
@@ -21,8 +20,7 @@ MAX_STDIN = 64 * 1024 * 1024
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m runtime.predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("python -m runtime.predict", __doc__)
     p.add_argument("inputs", nargs="+", help="image files, folders, http(s) URLs, or - for stdin")
     add_model_args(p, "model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
     p.add_argument("--format", choices=("onnx", "tflite"), help="artifact format to pick from a bundle")
@@ -30,7 +28,8 @@ def parser():
     p.add_argument("--top-k", type=positive_int, default=3, help="labels shown per image (default 3)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per inference call (default 8)")
     p.add_argument("--threads", type=positive_int, help="inference threads (default: the CPUs this process may use)")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="gpu: ONNX Runtime's TensorRT/CUDA providers (default cpu)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
 

@@ -22,7 +22,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from runtime.apidocs import docs_page
 from runtime.classifier import Classifier
-from runtime.cli import add_model_args, error, model_overrides, positive_int
+from runtime.cli import add_model_args, command_parser, error, model_overrides, positive_int
 from runtime.errors import FetchError, ImageError, ModelError, RuntimeToolkitError
 from runtime.payload import class_logits, image_bytes
 
@@ -186,8 +186,7 @@ def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=32) -> FastAPI:
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m runtime.serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("python -m runtime.serve", __doc__)
     add_model_args(p, "model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 in a container)")

@@ -1,5 +1,6 @@
 """What a user meets at the command line: checked flags, one-line errors, bare model files, compare."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -175,3 +176,28 @@ def test_convert_bare_model_without_fixed_size_or_images(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "int8 skipped: it needs --calibration DIR" in res.stderr and "noise images" in res.stderr
     assert sorted(p.name for p in out.glob("model.*.onnx")) == ["model.fp16.onnx", "model.fp32.onnx"]
+
+
+def _parsers():
+    """Every command line of the project, by name."""
+    from benchmarks import __main__ as bench
+    from benchmarks import fuzz_images, runtime_bench, serverload
+    from convert import __main__ as conv
+    from runtime import compare, predict, serve
+    from train import __main__ as train
+
+    found = {"runtime.predict": predict.parser(), "runtime.serve": serve.parser(), "runtime.compare": compare.parser(),
+             "convert": conv.parser(), "benchmarks": bench.parser(), "benchmarks.runtime_bench": runtime_bench.parser()}
+    found |= {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}
+    for module in (fuzz_images, serverload):  # these build their parser inside main(): read it from --help
+        with pytest.raises(SystemExit):
+            module.main(["--help"])
+    return found
+
+
+def test_every_flag_has_help_and_no_help_shows_rst_markup(capsys):
+    for name, p in _parsers().items():
+        undocumented = [a.dest for a in p._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not undocumented, (name, undocumented)
+        assert "``" not in p.format_help(), name
+    assert "``" not in capsys.readouterr().out

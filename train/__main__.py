@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from runtime.cli import import_tensorflow_quietly, positive_int
+from runtime.cli import command_parser, import_tensorflow_quietly, positive_int
 from train.cli import add_config_args, input_size
 from train.errors import TrainError
 
@@ -12,14 +12,13 @@ COMMANDS = ("sweep", "evaluate", "cache-bench", "resize")
 
 def parser(command: str | None) -> argparse.ArgumentParser:
     """The parser of one command; ``None`` is plain training."""
-    p = argparse.ArgumentParser(prog=f"python -m train {command or ''}".strip(),
-                                description=(__doc__ if command is None else None))
+    p = command_parser(f"python -m train {command or ''}".strip(), __doc__ if command is None else None)
     if command is None:
         p.epilog = f"other commands: {', '.join(COMMANDS)} (python -m train COMMAND --help)"
     if command == "evaluate":
         p.add_argument("model", help="a .keras model file")
         p.add_argument("--data", required=True, help="labelled folder of class subfolders, e.g. .../test")
-        p.add_argument("--batch-size", type=positive_int, default=32)
+        p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default 32)")
         p.add_argument("--out", help="folder for evaluation.md/.json and confusion.png "
                                      "(default runs/evaluate/<the model's folder name>)")
         p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -35,7 +34,7 @@ def parser(command: str | None) -> argparse.ArgumentParser:
     if command == "sweep":
         from train.config import SWEEPS
 
-        p.add_argument("name", choices=sorted(SWEEPS))
+        p.add_argument("name", choices=sorted(SWEEPS), help="which of the course's experiments (8.6-8.10)")
     add_config_args(p)
     p.add_argument("--out", help="output folder (bundle for training; for sweeps the report folder, "
                         "default runs/sweeps/NAME-SIZE, not tracked by git)")

@@ -131,10 +131,10 @@ def fetch(cache: Path | None = None) -> Origin:
 
 def main(argv=None) -> int:
     """``python -m train.imagenet fetch``: fill the weights cache, print where it is."""
-    import argparse
+    from runtime.cli import command_parser
 
-    p = argparse.ArgumentParser(prog="python -m train.imagenet", description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["fetch"])
+    p = command_parser("python -m train.imagenet", __doc__)
+    p.add_argument("command", choices=["fetch"], help="fetch: fill the weights cache (once; later calls check it)")
     p.parse_args(argv)
     try:
         origin = fetch()
