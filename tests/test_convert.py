@@ -197,6 +197,9 @@ def test_cli_says_in_one_line_what_is_missing(tiny_bundle, tmp_path):
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
     res = run_module("convert", bundle, "--parity", tmp_path / "nothing-here")
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1] == "error: int8 needs --calibration DIR (at least 100 real images)"
-    assert "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing-here'}: no such folder"
+    res = run_module("convert", bundle, "--precisions", "int8")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == ("error: int8 needs --calibration DIR (at least 100 real images), "
+                                                   "or leave it out: --precisions fp32,fp16")
