@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from runtime.cli import command_parser, import_tensorflow_quietly, positive_int
@@ -45,6 +46,9 @@ def parser():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     import_tensorflow_quietly(args.verbose)
+    if not args.verbose:  # the exporters' libraries warn about their own internals on every run
+        for module in ("onnxconverter_common", "keras", "tf2onnx", "tensorflow"):
+            warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
     from convert.errors import ConvertError
     from convert.report import run
     from runtime.errors import RuntimeToolkitError, one_line_errors
