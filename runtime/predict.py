@@ -56,7 +56,8 @@ class Tally:
 
     def summary(self) -> str:
         """One line: images answered and failed, accuracy where labelled."""
-        text = f"{self.answered + self.failed} images: {self.answered} answered, {self.failed} failed"
+        n = self.answered + self.failed
+        text = f"{n} image{'' if n == 1 else 's'}: {self.answered} answered, {self.failed} failed"
         if self.labelled:
             text += f"; accuracy {self.correct / self.labelled:.3f} on {self.labelled} labelled images"
         return text
