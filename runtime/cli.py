@@ -15,36 +15,41 @@ def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
-    return _bounded(int, text, 1, "a positive integer")
+    return _number(int, text, "a positive integer", lambda v: v >= 1)
 
 
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer >= 0."""
-    return _bounded(int, text, 0, "an integer >= 0")
+    return _number(int, text, "an integer >= 0", lambda v: v >= 0)
 
 
 def positive_float(text: str) -> float:
     """An argparse type: a number > 0."""
-    value = _bounded(float, text, 0.0, "a number > 0")
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
-    return value
+    return _number(float, text, "a number > 0", lambda v: v > 0)
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a number >= 0."""
+    return _number(float, text, "a number >= 0", lambda v: v >= 0)
 
 
 def fraction(text: str) -> float:
     """An argparse type: a number in [0, 1)."""
-    value = _bounded(float, text, 0.0, "a number in [0, 1)")
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1)")
-    return value
+    return _number(float, text, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
-def _bounded(kind, text: str, low, what: str):
+def share(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    return _number(float, text, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def _number(kind, text: str, what: str, ok) -> int | float:
+    """``kind(text)`` when ``ok`` accepts it (NaN never is: every comparison with it is false)."""
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if not value >= low:  # also refuses NaN
+    if not ok(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
 

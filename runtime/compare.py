@@ -19,9 +19,9 @@ from runtime.cli import (
     command_parser,
     end_quietly_on_broken_pipe,
     error,
-    fraction,
     model_overrides,
     positive_int,
+    share,
 )
 from runtime.errors import ModelError, RuntimeToolkitError
 
@@ -34,15 +34,10 @@ def parser():
     p.add_argument("--limit", type=positive_int, default=100, help="images used, spread over the folder (default 100)")
     add_model_args(p, argparse.SUPPRESS)
     p.add_argument("--max-diff", type=float, help="fail when the max |logit difference| is above this")
-    p.add_argument("--min-agreement", type=fraction_or_one, default=1.0,
+    p.add_argument("--min-agreement", type=share, default=1.0,
                    help="fail when the top-1 agreement is below this fraction (default 1.0: every image)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
-
-
-def fraction_or_one(text: str) -> float:
-    """A fraction in [0, 1]."""
-    return 1.0 if text.strip() in ("1", "1.0") else fraction(text)
 
 
 def load_pair(args):

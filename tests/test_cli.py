@@ -214,3 +214,13 @@ def test_no_verified_artifact_names_what_failed_and_the_next_command():
         pick_artifact(m, None, "int8")
     assert str(e.value) == ("bundle real: no verified int8 artifact (model.int8.onnx failed parity); run "
                             "`python -m convert BUNDLE --calibration DIR` or drop --format/--precision")
+
+
+def test_number_types_accept_every_spelling_of_their_bounds_and_refuse_nan():
+    from runtime.cli import fraction, non_negative_float, positive_float, share
+
+    assert share("1.00") == 1.0 and share("0") == 0.0 and non_negative_float("0.00") == 0.0
+    for parse, text in ((share, "1.01"), (share, "nan"), (fraction, "1.0"), (positive_float, "0.0"),
+                        (non_negative_float, "-1e-9"), (positive_float, "nan")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from runtime.cli import fraction, non_negative_int, positive_float, positive_int
+from runtime.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from train.config import AUGMENTATIONS, COURSE_AUGMENT, TrainConfig
 from train.profiles import PROFILES
 
@@ -58,7 +58,7 @@ def add_config_args(p: argparse.ArgumentParser):
     p.add_argument("--limit", type=positive_int, help="at most this many images per class and split (default all)")
     p.add_argument("--seed", type=int, help="default 1")
     p.add_argument("--version", help="checkpoint name version, as xception_v1_...")
-    p.add_argument("--min-logit-std", type=float_at_least_zero,
+    p.add_argument("--min-logit-std", type=non_negative_float,
                    help="refuse to publish when validation logits vary less than this between images "
                         "(default 0.01; a collapsed model gives ~1e-5; 0 turns the guard off)")
     p.add_argument("--train-base", action="store_true", help="also train the Xception base")
@@ -67,11 +67,6 @@ def add_config_args(p: argparse.ArgumentParser):
     p.add_argument("--no-cache", action="store_true", help="never cache the frozen base's features")
     p.add_argument("--distribute", action="store_true", help="tf.distribute.MirroredStrategy over GPUs")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
-
-
-def float_at_least_zero(text: str) -> float:
-    """A number >= 0."""
-    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
 
 
 def given_fields(args) -> set[str]:
@@ -83,9 +78,7 @@ def given_fields(args) -> set[str]:
 def config_from(args) -> TrainConfig:
     """Merge defaults, the profile and the flags given, in that order."""
     values = dict(PROFILES.get(args.profile) or {})
-    for flag, name in FLAGS.items():
-        if getattr(args, flag, None) is not None or (flag == "inner" and hasattr(args, "inner")):
-            values[name] = getattr(args, flag)
+    values.update({name: getattr(args, flag) for flag, name in FLAGS.items() if name in given_fields(args)})
     values.update({switch: True for switch in SWITCHES if getattr(args, switch)})
     if args.no_cache:
         values["cache"] = False
