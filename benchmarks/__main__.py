@@ -37,8 +37,21 @@ def parser():
     return p
 
 
-def subject(args):
-    """(name, classes, size, mode, targets, fp32 ONNX for counting MACs) of a bundle or a bare file."""
+@dataclass
+class Subject:
+    """What is benchmarked: a bundle or one bare model file, with what its images need."""
+
+    name: str
+    classes: list[str]
+    size: tuple[int, int]
+    mode: str
+    targets: list
+    macs_file: Path  # the fp32 ONNX whose Conv/MatMul/Gemm nodes are counted, when there is one
+    overrides: dict
+
+
+def subject(args) -> Subject:
+    """The Subject of ``args.bundle``: a bundle folder (its manifest) or a bare file (its metadata or flags)."""
     from benchmarks.rows import file_target, targets
     from runtime.classifier import Classifier
     from runtime.cli import model_overrides
@@ -47,14 +60,15 @@ def subject(args):
 
     if args.bundle.is_dir():
         m = Manifest.read(args.bundle)
-        return (m.name, m.classes, (m.input["height"], m.input["width"]), m.preprocessing.get("mode", "xception"),
-                targets(args.bundle), args.bundle / "model.fp32.onnx", {})
+        size = (m.input["height"], m.input["width"])
+        return Subject(m.name, m.classes, size, m.preprocessing.get("mode", "xception"), targets(args.bundle),
+                       args.bundle / "model.fp32.onnx", {})
     if not args.bundle.is_file():
         raise ModelError(f"no bundle or model file at {args.bundle}")
     overrides = model_overrides(args)
     info = Classifier.load(args.bundle, overrides=overrides).info
-    return (args.bundle.stem, info.classes, (info.height, info.width), info.mode, file_target(args.bundle),
-            args.bundle, overrides)
+    return Subject(args.bundle.stem, info.classes, (info.height, info.width), info.mode, file_target(args.bundle),
+                   args.bundle, overrides)
 
 
 def main(argv=None) -> int:
@@ -76,28 +90,28 @@ def main(argv=None) -> int:
     if not args.images.is_dir():
         return error(f"--images {args.images}: no such folder")
     try:
-        name, classes, size, mode, todo, fp32, overrides = subject(args)
-        images = load_images(args.images, size, classes, args.limit, mode)
+        sub = subject(args)
+        images = load_images(args.images, sub.size, sub.classes, args.limit, sub.mode)
     except RuntimeToolkitError as e:
         return error(str(e))
-    macs = count_macs(fp32) if fp32.suffix == ".onnx" and fp32.exists() else 0
+    macs = count_macs(sub.macs_file) if sub.macs_file.suffix == ".onnx" and sub.macs_file.exists() else 0
     peaks = matmul_peak_gflops()
     peak = max(peaks.values())
     rows, diffs, ref = [], {}, None
-    for target in (bar := tqdm(todo, desc="benchmark", unit="row", **progress_options())):
+    for target in (bar := tqdm(sub.targets, desc="benchmark", unit="row", **progress_options())):
         bar.set_postfix_str(target.name)
         row, out = measure(target, args.device, images, ref, macs, peak, Timing(args.runs, args.throughput_seconds),
-                           overrides)
+                           sub.overrides)
         if target.name == "keras predict" and out is not None:
             ref = out
         if out is not None and ref is not None:
             diffs[target.name] = np.abs(out - ref).ravel()
         rows.append(row)
-    head = {"bundle": name, "device": args.device, "provenance": provenance(), "images": len(images.files),
-            "images_dir": str(args.images), "input": f"{size[0]}x{size[1]}", "gmacs": macs / 1e9,
+    head = {"bundle": sub.name, "device": args.device, "provenance": provenance(), "images": len(images.files),
+            "images_dir": str(args.images), "input": f"{sub.size[0]}x{sub.size[1]}", "gmacs": macs / 1e9,
             "matmul_peak_gflops": peak, "matmul_gflops_by_library": peaks, "goals": goals(rows),
             "logit_range": float(np.ptp(ref)) if ref is not None else None}
-    out = args.out / (name + ("-gpu" if args.device == "gpu" else ""))
+    out = args.out / (sub.name + ("-gpu" if args.device == "gpu" else ""))
     write(rows, head, diffs, out)
     print("\n" + terminal(rows))
     ok = sum(r.status == "ok" for r in rows)

@@ -128,7 +128,7 @@ def save(found: Path, data: bytes, error: BaseException):
     (found / f"{name}.txt").write_text(f"{type(error).__name__}: {error}\n")
 
 
-def main(argv=None) -> int:
+def parser():
     p = command_parser("python -m benchmarks.fuzz_images", __doc__)
     p.add_argument("--seconds", type=positive_float, default=600, help="how long to fuzz (default 600)")
     p.add_argument("--model", help="also run Classifier.predict with this model file or bundle")
@@ -136,7 +136,11 @@ def main(argv=None) -> int:
     p.add_argument("--found", type=Path, default=Path("tests/regressions"),
                    help="where each finding is kept for the regression test (default tests/regressions)")
     p.add_argument("--out", type=Path, help="write fuzz.json here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     classify = lambda data: preprocess(data, SIZE)  # noqa: E731
     if args.model:
         from runtime.classifier import Classifier

@@ -130,7 +130,7 @@ def run(bundle: Path, images: list[bytes], requests: int, concurrency: int, swee
     return out
 
 
-def main(argv=None) -> int:
+def parser():
     p = command_parser("python -m benchmarks.serverload", __doc__)
     p.add_argument("bundle", type=Path, help="a converted bundle to serve")
     p.add_argument("--images", type=Path, required=True, help="folder of images to send (the first 50)")
@@ -138,7 +138,11 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=positive_int, default=16, help="clients in the mixed run (default 16)")
     p.add_argument("--sweep", default="1,2,4,8,16", help="concurrency levels of the sweep (default 1,2,4,8,16)")
     p.add_argument("--out", type=Path, help="write serverload.json here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     images = [f.read_bytes() for f in list_images(args.images)[:50]]
     result = run(args.bundle, images, args.requests, args.concurrency, [int(c) for c in args.sweep.split(",")])
     text = json.dumps(result, indent=2)

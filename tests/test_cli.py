@@ -187,20 +187,16 @@ def _parsers():
     from train import __main__ as train
 
     found = {"runtime.predict": predict.parser(), "runtime.serve": serve.parser(), "runtime.compare": compare.parser(),
-             "convert": conv.parser(), "benchmarks": bench.parser(), "benchmarks.runtime_bench": runtime_bench.parser()}
-    found |= {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}
-    for module in (fuzz_images, serverload):  # these build their parser inside main(): read it from --help
-        with pytest.raises(SystemExit):
-            module.main(["--help"])
-    return found
+             "convert": conv.parser(), "benchmarks": bench.parser(), "benchmarks.runtime_bench": runtime_bench.parser(),
+             "benchmarks.fuzz_images": fuzz_images.parser(), "benchmarks.serverload": serverload.parser()}
+    return found | {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}
 
 
-def test_every_flag_has_help_and_no_help_shows_rst_markup(capsys):
+def test_every_flag_has_help_and_no_help_shows_rst_markup():
     for name, p in _parsers().items():
         undocumented = [a.dest for a in p._actions if not a.help and not isinstance(a, argparse._HelpAction)]
         assert not undocumented, (name, undocumented)
         assert "``" not in p.format_help(), name
-    assert "``" not in capsys.readouterr().out
 
 
 def test_no_verified_artifact_names_what_failed_and_the_next_command():
