@@ -34,14 +34,16 @@ BAD = [("garbage", dict(content=b"\x00not an image" * 50, headers={"Content-Type
        ("empty", dict(content=b"", headers={"Content-Type": "image/jpeg"}))]
 
 
-def start(bundle: Path, max_inflight: int):
-    """A server process on a free port; returns (process, base URL) once /health answers."""
+def start(bundle: Path, max_inflight: int, *flags, log=None, env=None):
+    """A server process on a free port; returns (process, base URL) once /health answers. ``log``: an open
+    file for its output; ``env`` adds to a copy of the environment."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "RUNTIME_ALLOW_PRIVATE_URLS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "RUNTIME_ALLOW_PRIVATE_URLS"}, **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--model", str(bundle), "--port", str(port),
-                             "--max-inflight", str(max_inflight)], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)})
+                             "--max-inflight", str(max_inflight), *map(str, flags)], cwd=ROOT,
+                            env={**env, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log and subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import BackendUnavailable, ModelError
+from runtime.errors import BackendUnavailable, ModelError, OutputError
 from runtime.files import sha256
 from runtime.formats import FORMATS, format_of
 from runtime.manifest import FILE as MANIFEST
 from runtime.manifest import Manifest, ManifestError
-from runtime.preprocessing import MODES, preprocess
+from runtime.preprocessing import DEFAULT_LIMITS, MODES, DecodeLimits, preprocess
 
 DEFAULT_MODEL = "artifacts/default"
 
@@ -95,15 +95,17 @@ def manifest_beside(path: Path) -> dict:
 class Classifier:
     """Images in, labels out: ``Classifier.load(path).predict([...])``."""
 
-    def __init__(self, runner, info: ModelInfo, file: str):
+    def __init__(self, runner, info: ModelInfo, file: str, limits: DecodeLimits = DEFAULT_LIMITS):
         if runner.outputs and runner.outputs != len(info.classes):
             raise ModelError(f"{file}: model has {runner.outputs} outputs but {len(info.classes)} classes")
-        self.runner, self.info, self.file = runner, info, file
+        self.runner, self.info, self.file, self.limits = runner, info, file, limits
 
     @classmethod
-    def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu", overrides=None):
+    def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu", overrides=None,
+             limits: DecodeLimits = DEFAULT_LIMITS):
         """Load a model file, or pick an artifact from a bundle folder (checking its hash); ``overrides``
-        supply or replace classes, size and preprocessing mode (a bare model file has none)."""
+        supply or replace classes, size and preprocessing mode (a bare model file has none); ``limits``
+        bound what each image may cost to decode."""
         given = path or os.environ.get("RUNTIME_MODEL")
         path = Path(given or DEFAULT_MODEL)
         if not path.exists():
@@ -117,27 +119,39 @@ class Classifier:
             if not file.is_file() or sha256(file) != art.get("sha256"):
                 raise ModelError(f"{file}: missing or its hash differs from {MANIFEST}")
             runner = FORMATS[art["format"]].load(file, threads, device)
-            return cls(runner, ModelInfo.from_dict(vars(manifest), str(path), overrides), str(file))
+            return cls(runner, ModelInfo.from_dict(vars(manifest), str(path), overrides), str(file), limits)
         if not path.is_file():
             raise ModelError(f"{path} is neither a model file nor a bundle folder")
         runner = format_of(path).load(path, threads, device)
         meta = runner.metadata or manifest_beside(path)
-        return cls(runner, ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw), str(path))
+        return cls(runner, ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw), str(path), limits)
 
     def preprocess(self, source) -> np.ndarray:
-        """One image (path, bytes, file) to this model's input."""
-        return preprocess(source, (self.info.height, self.info.width), self.info.mode, self.info.resize)
+        """One image (path, bytes, file) to this model's input, within this classifier's decode limits."""
+        return preprocess(source, (self.info.height, self.info.width), self.info.mode, self.info.resize,
+                          self.limits)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of a preprocessed batch, checked to hold one row per image and one column per class."""
+        logits = self.runner.infer(batch)
+        want = (len(batch), len(self.info.classes))
+        if getattr(logits, "shape", None) != want:
+            raise OutputError(f"{self.file}: model answered logits of shape {getattr(logits, 'shape', '?')}, "
+                              f"expected {want} ({want[1]} classes)")
+        return logits
 
     def predict_batch(self, batch: np.ndarray, top_k=3) -> list[Prediction]:
-        """Predictions for an already preprocessed batch."""
-        logits = self.runner.infer(batch)
-        return [self._prediction(row, top_k) for row in logits]
+        """Predictions for an already preprocessed batch; OutputError if any row is not finite."""
+        return [self.prediction(row, top_k) for row in self.infer(batch)]
 
     def predict(self, sources, top_k=3) -> list[Prediction]:
         """Predictions for several images in one batch; a bad image raises ImageError."""
         return self.predict_batch(np.stack([self.preprocess(s) for s in sources]), top_k)
 
-    def _prediction(self, logits: np.ndarray, top_k: int) -> Prediction:
+    def prediction(self, logits: np.ndarray, top_k: int) -> Prediction:
+        """Top labels and softmax scores of one row of logits; OutputError when a logit is NaN or infinite."""
+        if not np.isfinite(logits).all():
+            raise OutputError(f"{self.file}: model answered non-finite logits (NaN or infinity) for this input")
         z = logits.astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()

@@ -23,6 +23,14 @@ class FetchError(RuntimeToolkitError):
     """A URL was refused or could not be fetched."""
 
 
+class OutputError(ModelError):
+    """A model answered something that is not a row of finite logits, one per class."""
+
+
+class ConfigError(RuntimeToolkitError):
+    """A setting (environment variable or flag) has a value the runtime cannot use."""
+
+
 def one_line_errors(fn, errors) -> int:
     """Run ``fn()``; an error of ``errors`` becomes one 'error: ...' line and exit status 2, Ctrl-C 130."""
     try:

@@ -1,99 +1,151 @@
-"""Fetch an image over http(s) safely: checked addresses (every hop), timeouts, a deadline, a byte cap.
+"""Fetch an image over http(s) safely: checked addresses (every hop), one deadline, a byte cap.
 
 The connection goes to the address that was checked, not to a second DNS answer, so a
-rebinding name cannot slip a private address past the check.
+rebinding name cannot slip a private address past the check. One wall-clock deadline covers
+name resolution, connect, TLS, status line, headers and body of every hop.
 """
 
 import http.client
-import ipaddress
-import os
 import socket
 import ssl
+import threading
 import time
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from runtime.errors import FetchError
+from runtime.netaddr import is_metadata, is_public
 
-MAX_BYTES = 10 * 1024 * 1024
-CONNECT_TIMEOUT, READ_TIMEOUT, DEADLINE = 3.0, 5.0, 10.0
-MAX_REDIRECTS = 3
-
-
-def private_allowed() -> bool:
-    """``RUNTIME_ALLOW_PRIVATE_URLS=1`` lifts the address check (tests, private networks)."""
-    return os.environ.get("RUNTIME_ALLOW_PRIVATE_URLS") == "1"
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def is_public(ip: str) -> bool:
-    """False for loopback, private, link-local, unique-local, multicast, reserved and unspecified."""
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address) and (addr.ipv4_mapped or addr.sixtofour):
-        addr = addr.ipv4_mapped or addr.sixtofour
-    return addr.is_global and not addr.is_multicast
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What a fetch may do; cloud metadata addresses are refused whatever ``allow_private`` says."""
+
+    allow_private: bool = False
+    max_bytes: int = 10 * 1024 * 1024
+    deadline: float = 10.0
+    max_redirects: int = 3
 
 
-def resolve(host: str, port: int) -> str:
-    """The first address of ``host``, after checking that every address it resolves to is public."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e:
-        raise FetchError(f"cannot resolve {host}: {e}") from None
-    addrs = [info[4][0] for info in infos]
-    if not private_allowed():
-        for ip in addrs:
-            if not is_public(ip):
-                raise FetchError(f"refused: {host} resolves to non-public address {ip} "
-                                 "(set RUNTIME_ALLOW_PRIVATE_URLS=1 to allow private addresses)")
+DEFAULT_POLICY = FetchPolicy()
+
+
+class _Clock:
+    """Seconds left before a deadline; raises FetchError once it has passed."""
+
+    def __init__(self, seconds: float, url: str):
+        self.end, self.url = time.monotonic() + seconds, url
+
+    def left(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise FetchError(f"timed out fetching {self.url[:80]}")
+        return left
+
+
+def resolve(host: str, port: int, policy: FetchPolicy, clock: _Clock) -> str:
+    """The first address of ``host``, within the deadline, after checking every address it resolves to."""
+    answer = {}
+
+    def lookup():
+        try:
+            answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as e:
+            answer["error"] = e
+
+    worker = threading.Thread(target=lookup, daemon=True)
+    worker.start()
+    worker.join(clock.left())
+    if worker.is_alive():
+        raise FetchError(f"timed out resolving {host[:80]}")
+    if "error" in answer:
+        raise FetchError(f"cannot resolve {host[:80]}: {answer['error']}")
+    addrs = [info[4][0] for info in answer["infos"]]
+    for ip in addrs:
+        if is_metadata(ip):
+            raise FetchError(f"refused: {host[:80]} resolves to cloud metadata address {ip}")
+        if not policy.allow_private and not is_public(ip):
+            raise FetchError(f"refused: {host[:80]} resolves to non-public address {ip} "
+                             "(set RUNTIME_ALLOW_PRIVATE_URLS=1 to allow private addresses)")
     return addrs[0]
 
 
 class _Pinned(http.client.HTTPSConnection):
     """An HTTP(S) connection to a fixed, already checked IP, keeping Host and TLS SNI of the name."""
 
-    def __init__(self, host, port, ip, tls: bool, timeout):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self.ip, self.tls = ip, tls
+    def __init__(self, host, port, ip, tls: bool, clock: _Clock):
+        super().__init__(host, port, timeout=clock.left(), context=ssl.create_default_context())
+        self.ip, self.tls, self.clock = ip, tls, clock
 
     def connect(self):
-        sock = socket.create_connection((self.ip, self.port), timeout=CONNECT_TIMEOUT)
-        sock.settimeout(self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host) if self.tls else sock
+        self.sock = socket.create_connection((self.ip, self.port), timeout=self.clock.left())
+        if self.tls:
+            self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host,
+                                                  do_handshake_on_connect=False)
+            self.sock.settimeout(self.clock.left())
+            self.sock.do_handshake()
+
+    def abort(self):
+        """Called by the watchdog at the deadline: unblock whatever read or write is waiting."""
+        try:
+            if self.sock is not None:
+                self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
-def _get(url: str, deadline: float):
-    """One request; returns (status, location, body) with the body capped at MAX_BYTES."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"refused: only http and https URLs ({url[:80]})")
-    tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    conn = _Pinned(parts.hostname, port, resolve(parts.hostname, port), tls, READ_TIMEOUT)
+def _target(url: str) -> tuple[str, int, bool, str]:
+    """(host, port, tls, path?query) of an http(s) URL, or FetchError."""
     try:
-        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-                     headers={"User-Agent": "edge-classifier", "Accept": "image/*"})
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise FetchError(f"refused: malformed URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"refused: only http and https URLs ({url[:80]!r})")
+    tls = parts.scheme == "https"
+    return parts.hostname, port or (443 if tls else 80), tls, (parts.path or "/") + (
+        f"?{parts.query}" if parts.query else "")
+
+
+def _get(url: str, policy: FetchPolicy, clock: _Clock):
+    """One request; returns (status, location, body) with the body capped at ``policy.max_bytes``."""
+    host, port, tls, path = _target(url)
+    conn = _Pinned(host, port, resolve(host, port, policy, clock), tls, clock)
+    watchdog = threading.Timer(clock.left(), conn.abort)
+    watchdog.start()
+    too_big = FetchError(f"refused: {url[:80]} is over {policy.max_bytes} bytes")
+    try:
+        conn.request("GET", path, headers={"User-Agent": "edge-classifier", "Accept": "image/*"})
         resp = conn.getresponse()
-        if int(resp.getheader("Content-Length") or 0) > MAX_BYTES:
-            raise FetchError(f"refused: {url[:80]} is over {MAX_BYTES} bytes")
+        if (resp.length or 0) > policy.max_bytes:
+            raise too_big
         body = bytearray()
         while chunk := resp.read1(65536):
             body += chunk
-            if len(body) > MAX_BYTES:
-                raise FetchError(f"refused: {url[:80]} is over {MAX_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise FetchError(f"timed out fetching {url[:80]}")
+            if len(body) > policy.max_bytes:
+                raise too_big
+            clock.left()
+        clock.left()
+        if resp.length:
+            raise FetchError(f"cannot fetch {url[:80]}: the body ended {resp.length} bytes early")
         return resp.status, resp.getheader("Location"), bytes(body)
-    except (OSError, http.client.HTTPException) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        clock.left()
         raise FetchError(f"cannot fetch {url[:80]}: {e or type(e).__name__}") from None
     finally:
+        watchdog.cancel()
         conn.close()
 
 
-def fetch(url: str) -> bytes:
-    """The body of ``url``, following up to MAX_REDIRECTS redirects, each hop checked anew."""
-    deadline = time.monotonic() + DEADLINE
-    for _ in range(MAX_REDIRECTS + 1):
-        status, location, body = _get(url, deadline)
-        if status in (301, 302, 303, 307, 308) and location:
+def fetch(url: str, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:
+    """The body of ``url``, following up to ``policy.max_redirects`` redirects, each hop checked anew."""
+    clock = _Clock(policy.deadline, url)
+    for _ in range(policy.max_redirects + 1):
+        status, location, body = _get(url, policy, clock)
+        if status in REDIRECTS and location:
             url = urljoin(url, location)
             continue
         if status != 200:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import ImageError
-from runtime.preprocessing import preprocess
+from runtime.preprocessing import DEFAULT_LIMITS, preprocess, read_bounded
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -46,10 +46,13 @@ class ImageSet:
 
 
 def load_images(folder, size, classes, n: int, mode="xception") -> ImageSet:
-    """``n`` distinct images (by content) spread over ``folder``; unreadable files are skipped."""
+    """``n`` distinct images (by content) spread over ``folder``; unreadable or oversized files are skipped."""
     seen, picked = set(), []
     for path, label in labelled_images(folder, classes):
-        digest = hashlib.sha256(path.read_bytes()).digest()
+        try:
+            digest = hashlib.sha256(read_bounded(path, DEFAULT_LIMITS.max_bytes)).digest()
+        except (OSError, ImageError):
+            continue
         if digest not in seen:
             seen.add(digest)
             picked.append((path, label))

@@ -1,31 +1,40 @@
 """AWS Lambda entry point, as in the course: ``{"url": ...}`` in, ``{class: logit}`` out.
 
 Also takes ``{"image": <base64>}`` and API Gateway proxy events (body JSON or a base64 image),
-answering those with ``statusCode``/``body``. The model comes from ``$RUNTIME_MODEL``.
+answering those with ``statusCode``/``body``. A direct event that fails gets ``{"error", "statusCode"}``
+(400 for the input, 500 for the model or the settings) instead of raising. The model comes from
+``$RUNTIME_MODEL``; settings are read from the environment once per container.
 """
 
 import base64
 import binascii
 import json
+import logging
 
 from runtime.classifier import Classifier
-from runtime.errors import ImageError, RuntimeToolkitError
+from runtime.errors import BackendUnavailable, ConfigError, ImageError, ModelError, RuntimeToolkitError
 from runtime.payload import class_logits, image_bytes
+from runtime.settings import Settings, from_env
 
+log = logging.getLogger("runtime.lambda")
+SERVER_SIDE = (ModelError, BackendUnavailable, ConfigError)
 _model = None
 
 
-def model() -> Classifier:
-    """The classifier, loaded once per container (outside the per-request path)."""
+def model() -> tuple[Classifier, Settings]:
+    """The classifier and the settings, loaded once per container (outside the per-request path)."""
     global _model
     if _model is None:
-        _model = Classifier.load()
+        settings = from_env()
+        _model = Classifier.load(limits=settings.limits), settings
     return _model
 
 
 def _proxy_payload(event: dict) -> dict:
     """The payload of an API Gateway proxy event: a JSON body or a raw (base64) image."""
     body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise ImageError(f"'body' must be a string (JSON or base64), not {type(body).__name__}")
     try:
         raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
     except (binascii.Error, ValueError):
@@ -34,7 +43,7 @@ def _proxy_payload(event: dict) -> dict:
         payload = json.loads(raw)
         if isinstance(payload, dict):
             return payload
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeError, ValueError, RecursionError):
         pass
     return {"image": base64.b64encode(raw).decode()}
 
@@ -43,11 +52,24 @@ def _response(status: int, body: dict) -> dict:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
-def lambda_handler(event, context):
-    """Direct events return the course's dict (errors raise); proxy events return HTTP responses."""
-    if "body" not in event:
-        return class_logits(model(), image_bytes(event))
+def _answer(event, proxy: bool) -> tuple[int, dict]:
+    """(status, body) for one event; every failure becomes a status and an error message."""
     try:
-        return _response(200, class_logits(model(), image_bytes(_proxy_payload(event))))
+        clf, settings = model()
+        return 200, class_logits(clf, image_bytes(_proxy_payload(event) if proxy else event, settings.fetch))
+    except SERVER_SIDE as e:
+        return 500, {"error": str(e)}
     except RuntimeToolkitError as e:
-        return _response(400, {"error": str(e)})
+        return 400, {"error": str(e)}
+    except Exception as e:  # a bug: logged once with its traceback, answered like any other failure
+        log.exception("unexpected error")
+        return 500, {"error": f"internal error ({type(e).__name__})"}
+
+
+def lambda_handler(event, context):
+    """Direct events return the course's dict (or an error object); proxy events return HTTP responses."""
+    proxy = isinstance(event, dict) and "body" in event
+    status, body = _answer(event, proxy)
+    if proxy:
+        return _response(status, body)
+    return body if status == 200 else {**body, "statusCode": status}

@@ -4,15 +4,17 @@ import base64
 import binascii
 
 from runtime.errors import ImageError
-from runtime.fetch import fetch
+from runtime.fetch import DEFAULT_POLICY, FetchPolicy, fetch
 
 
-def image_bytes(payload) -> bytes:
-    """The image of a payload: fetched from ``url`` or decoded from base64 ``image``."""
+def image_bytes(payload, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:
+    """The image of a payload: fetched from ``url`` under ``policy`` or decoded from base64 ``image``."""
     if not isinstance(payload, dict):
         raise ImageError('expected a JSON object with "url" or "image" (base64)')
     if payload.get("url"):
-        return fetch(str(payload["url"]))
+        if not isinstance(payload["url"], str):
+            raise ImageError("'url' must be a string")
+        return fetch(payload["url"], policy)
     if payload.get("image"):
         try:
             return base64.b64decode(payload["image"], validate=True)

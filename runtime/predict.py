@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from runtime.cli import add_model_args, command_parser, end_quietly_on_broken_pipe, error, model_overrides, positive_int
-from runtime.errors import ImageError, RuntimeToolkitError
+from runtime.errors import RuntimeToolkitError, first_line
 from runtime.images import list_images
 
 PROGRESS_EVERY = 50  # images between progress lines on stderr
-MAX_STDIN = 64 * 1024 * 1024
 
 
 def parser():
@@ -74,16 +73,14 @@ def expand(inputs):
             yield item
 
 
-def read(item: str):
-    """The image source of one input: bytes for stdin and URLs (bounded), the path otherwise."""
+def read(item: str, settings):
+    """The image source of one input: stdin or a URL as bytes, a path otherwise (every read bounded)."""
     from runtime.fetch import fetch, is_url
+    from runtime.preprocessing import read_bounded
 
     if item == "-":
-        data = sys.stdin.buffer.read(MAX_STDIN + 1)
-        if len(data) > MAX_STDIN:
-            raise ImageError(f"stdin holds more than {MAX_STDIN} bytes")
-        return data
-    return fetch(item) if is_url(item) else item
+        return read_bounded(sys.stdin.buffer, settings.limits.max_bytes)
+    return fetch(item, settings.fetch) if is_url(item) else item
 
 
 def show(item: str, result, as_json: bool):
@@ -92,10 +89,20 @@ def show(item: str, result, as_json: bool):
         print(json.dumps({"input": item, "error": result}) if as_json else f"{item}: error: {result}",
               flush=True)
     elif as_json:
-        print(json.dumps({"input": item, **asdict(result)}), flush=True)
+        print(json.dumps({"input": item, **asdict(result)}, allow_nan=False), flush=True)
     else:
         others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result.top[1:])
         print(f"{item}: {result.label} ({result.score:.3f})" + (f"  [{others}]" if others else ""), flush=True)
+
+
+def predicted(clf, row, top_k: int):
+    """The Prediction of one row of logits, or the error message (a failed batch, non-finite logits)."""
+    if isinstance(row, Exception):
+        return str(row)
+    try:
+        return clf.prediction(row, top_k)
+    except RuntimeToolkitError as e:
+        return str(e)
 
 
 def main(argv=None) -> int:
@@ -104,10 +111,12 @@ def main(argv=None) -> int:
     import numpy as np
 
     from runtime.classifier import Classifier
+    from runtime.settings import from_env
 
     try:
+        settings = from_env()
         clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
-                              model_overrides(args))
+                              model_overrides(args), settings.limits)
     except RuntimeToolkitError as e:
         return error(str(e))
     print(f"model: {clf.file} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads)",
@@ -126,9 +135,12 @@ def main(argv=None) -> int:
 
     def flush():
         if pending:
-            preds = clf.predict_batch(np.stack([x for _, x in pending]), args.top_k)
-            for (item, _), pred in zip(pending, preds, strict=True):
-                answer(item, pred)
+            try:
+                rows = list(clf.infer(np.stack([x for _, x in pending])))
+            except RuntimeToolkitError as e:
+                rows = [e] * len(pending)
+            for (item, _), row in zip(pending, rows, strict=True):
+                answer(item, predicted(clf, row, args.top_k))
             pending.clear()
 
     for item in expand(args.inputs):
@@ -137,10 +149,13 @@ def main(argv=None) -> int:
             answer(*item)
             continue
         try:
-            pending.append((item, clf.preprocess(read(item))))
+            pending.append((item, clf.preprocess(read(item, settings))))
         except RuntimeToolkitError as e:
             flush()
             answer(item, str(e))
+        except Exception as e:  # a bug must not drop the remaining inputs: say it once, go on
+            flush()
+            answer(item, f"unexpected {type(e).__name__}: {first_line(e)}")
         if len(pending) >= args.batch_size:
             flush()
     flush()

@@ -17,7 +17,6 @@ from runtime.errors import ImageError, first_line
 Source = str | os.PathLike | bytes | io.IOBase
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (multi-picture) files
-DEFAULT_MAX_PIXELS = 40_000_000
 RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
@@ -60,25 +59,56 @@ MODES = {"xception": Mode(_xception, "NHWC"), "tf": Mode(_xception, "NHWC"), "ca
          "torch": Mode(_torch, "NCHW"), "none": Mode(_none, "NHWC")}
 
 
-def max_pixels() -> int:
-    """The pixel cap, from ``$RUNTIME_MAX_PIXELS`` (default 40 megapixels)."""
-    return int(os.environ.get("RUNTIME_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one image may cost before it is decoded: bytes read, pixels, progressive JPEG scans.
+
+    16 MP holds a 4608x3456 phone photo (at most ~110 MB decoded, RGBA plus its RGB copy); a normal
+    progressive JPEG has about 10 scans, while each extra scan costs a full pass over the coefficients.
+    """
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 16_000_000
+    max_jpeg_scans: int = 100
 
 
-def open_image(source: Source) -> Image.Image:
-    """Open and decode an image of an accepted format; refuse it before decoding if it is too large."""
+DEFAULT_LIMITS = DecodeLimits()
+
+
+def read_bounded(source: Source, limit: int) -> bytes:
+    """The bytes of a source, refused past ``limit`` without reading further (files, pipes, devices)."""
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    elif isinstance(source, io.IOBase):
+        data = source.read(limit + 1)
+    else:
+        with open(source, "rb") as f:
+            data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError(f"input is over {limit} bytes")
+    return data
+
+
+def check_cost(data: bytes, img: Image.Image, limits: DecodeLimits):
+    """Refuse, before decoding, an image over the pixel cap or a JPEG with too many scans."""
+    w, h = img.size
+    if w * h > limits.max_pixels:
+        raise ImageError(f"image of {w}x{h} pixels is over the cap of {limits.max_pixels} (RUNTIME_MAX_PIXELS)")
+    if img.format in ("JPEG", "MPO"):
+        scans = data.count(b"\xff\xda")  # SOS markers (scan data stuffs its 0xFF bytes)
+        if scans > limits.max_jpeg_scans:
+            raise ImageError(f"JPEG with {scans} scans is over the cap of {limits.max_jpeg_scans} "
+                             "(RUNTIME_MAX_JPEG_SCANS)")
+
+
+def open_image(source: Source, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
+    """Open and decode an image of an accepted format; refuse it before decoding if it costs too much."""
     try:
-        if isinstance(source, (bytes, bytearray)):
-            source = io.BytesIO(source)
-        elif not isinstance(source, io.IOBase):
-            with open(source, "rb") as f:
-                source = io.BytesIO(f.read())
+        data = read_bounded(source, limits.max_bytes)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source, formats=FORMATS)
-            w, h = img.size
-            if w * h > max_pixels():
-                raise ImageError(f"image of {w}x{h} pixels is over the cap of {max_pixels()}")
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            check_cost(data, img, limits)
             img.load()
         return img
     except UnidentifiedImageError:
@@ -89,9 +119,10 @@ def open_image(source: Source) -> Image.Image:
         raise ImageError(f"cannot read image: {type(e).__name__}: {first_line(e)}") from None
 
 
-def load_image(source: Source, size: tuple[int, int], resize: str = "nearest") -> Image.Image:
+def load_image(source: Source, size: tuple[int, int], resize: str = "nearest",
+               limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     """Open an image as RGB and resize it to (height, width), as ``keras.utils.load_img``."""
-    img = open_image(source)
+    img = open_image(source, limits)
     try:
         if img.mode != "RGB":
             img = img.convert("RGB")
@@ -110,10 +141,10 @@ def to_array(img: Image.Image, mode: str = "xception") -> np.ndarray:
     return x.transpose(2, 0, 1) if m.layout == "NCHW" else x
 
 
-def preprocess(source: Source, size: tuple[int, int], mode: str = "xception",
-               resize: str = "nearest") -> np.ndarray:
+def preprocess(source: Source, size: tuple[int, int], mode: str = "xception", resize: str = "nearest",
+               limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """One image from path/bytes/file to the model's float32 input, without batch axis."""
-    return to_array(load_image(source, size, resize), mode)
+    return to_array(load_image(source, size, resize, limits), mode)
 
 
 def preprocess_batch(sources, size: tuple[int, int], mode: str = "xception") -> np.ndarray:

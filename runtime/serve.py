@@ -1,36 +1,33 @@
 """``python -m runtime.serve``: FastAPI under uvicorn, with the Lambda emulator's invocation path.
 
-Bodies are capped (6 MB, Lambda's synchronous payload limit), requests beyond the in-flight
-limit get 503 at once, inference runs one at a time in a worker thread, errors are JSON.
+What each request may cost is bounded: its head and body arrive within deadlines (connections.py),
+bodies are capped (6 MB, Lambda's synchronous payload limit), and its work runs in bounded stages
+off the event loop (stages.py), so /health always answers. Every answer, errors included, is JSON.
 """
 
 import argparse
-import asyncio
-import json
 import logging
 import os
 import sys
-import time
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
 
+from runtime.access import AccessLog, error_response, log
 from runtime.apidocs import docs_page
+from runtime.bodies import media_type, multipart_file, parse_json, read_body
 from runtime.classifier import Classifier
-from runtime.cli import add_model_args, command_parser, error, model_overrides, positive_int
-from runtime.errors import FetchError, ImageError, ModelError, RuntimeToolkitError
-from runtime.payload import class_logits, image_bytes
+from runtime.cli import add_model_args, command_parser, error, model_overrides, positive_float, positive_int
+from runtime.errors import BackendUnavailable, ConfigError, ModelError, RuntimeToolkitError
+from runtime.fetch import DEFAULT_POLICY, FetchPolicy
+from runtime.sandbox import SandboxLimits
+from runtime.stages import DEFAULT_SERVER_LIMITS, ClientGone, HttpError, ServerLimits, Stages
 
-log = logging.getLogger("runtime.serve")
-
-MAX_BODY = 6 * 1024 * 1024
 LAMBDA_PATH = "/2015-03-31/functions/function/invocations"
-STATUS = {ImageError: 400, FetchError: 400, ModelError: 500}
+SERVER_SIDE = (ModelError, BackendUnavailable, ConfigError)
 
 
 class TopEntry(BaseModel):
@@ -53,14 +50,6 @@ class Health(BaseModel):
     classes: list[str]
 
 
-class HttpError(Exception):
-    """An error answered with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -70,96 +59,56 @@ IMAGE_BODY = {"requestBody": {"required": True, "content": {
         "url": {"type": "string"}, "image": {"type": "string", "description": "base64"}}}}}}}
 ERRORS = {code: {"description": text, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
-    for code, text in ((400, "bad input"), (413, "body too large"), (503, "over capacity"))}
+    for code, text in ((400, "bad input"), (413, "body too large"), (500, "model or server failure"),
+                       (503, "over capacity"))}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HttpError(413, f"body over {limit} bytes")
-    return bytes(body)
-
-
-async def parse_image(request: Request, body: bytes) -> bytes:
-    """The image of a /predict request: multipart ``file``, JSON url/base64, or the raw body."""
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
-        async def once():
-            yield body
-
-        try:
-            form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=4).parse()
-        except MultiPartException as e:
-            raise HttpError(400, f"bad multipart body: {e.message}") from None
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise HttpError(400, "multipart body needs a 'file' part")
-        return await upload.read()
-    if ctype.startswith("application/json"):
-        return await run_in_threadpool(image_bytes, parse_json(body))
-    return body
-
-
-def parse_json(body: bytes):
-    """JSON of a request body, or a 400."""
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise HttpError(400, "body is not valid JSON") from None
-
-
-def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=32) -> FastAPI:
-    """The app around one loaded classifier."""
+def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, policy: FetchPolicy = DEFAULT_POLICY):
+    """The app around one loaded classifier (an ASGI app: FastAPI inside the access log)."""
     app = FastAPI(title="edge-classifier", version="1", description=__doc__, docs_url=None, redoc_url=None)
-    lock, state = asyncio.Lock(), {"inflight": 0}
+    stages = Stages(limits)
 
     @app.exception_handler(HTTPException)
     async def starlette_error(request, e: HTTPException):
-        return JSONResponse({"error": str(e.detail)}, e.status_code, headers=e.headers)
+        return error_response(e.status_code, str(e.detail), headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, e: RequestValidationError):
         first = e.errors()[0] if e.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()))
-        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, 422)
+        return error_response(422, f"{where}: {first.get('msg', 'invalid request')}")
 
     @app.exception_handler(HttpError)
     async def http_error(request, e: HttpError):
-        return JSONResponse({"error": str(e)}, e.status)
+        return error_response(e.status, str(e), headers={"Retry-After": "1"} if e.status == 503 else None)
 
     @app.exception_handler(RuntimeToolkitError)
     async def toolkit_error(request, e: RuntimeToolkitError):
-        return JSONResponse({"error": str(e)}, STATUS.get(type(e), 400))
+        return error_response(500 if isinstance(e, SERVER_SIDE) else 400, str(e))
 
-    @app.middleware("http")
-    async def limits(request: Request, call_next):
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit():
-            return JSONResponse({"error": "bad Content-Length"}, 400)
-        if int(length) > max_body:
-            return JSONResponse({"error": f"body over {max_body} bytes"}, 413)
-        if state["inflight"] >= max_inflight:
-            return JSONResponse({"error": "over capacity, retry later"}, 503, headers={"Retry-After": "1"})
-        state["inflight"] += 1
-        try:
-            return await call_next(request)
-        finally:
-            state["inflight"] -= 1
+    @app.exception_handler(ClientGone)
+    async def client_gone(request, e: ClientGone):
+        return error_response(499, "client closed the connection")
 
-    @app.middleware("http")  # added last, so outermost: it also logs the 413s and 503s above
-    async def access_log(request: Request, call_next):
-        t = time.perf_counter()
-        response = await call_next(request)
-        log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
-                 1000 * (time.perf_counter() - t))
-        return response
+    @app.exception_handler(Exception)
+    async def unexpected(request, e: Exception):
+        return error_response(500, f"internal error ({type(e).__name__})")
 
-    async def infer(fn, *args):
-        async with lock:
-            return await run_in_threadpool(fn, *args)
+    async def image_of(request: Request, body: bytes) -> bytes:
+        """The image of a request: multipart ``file``, JSON url/base64, or the raw body."""
+        kind = media_type(request)
+        if kind == "multipart/form-data":
+            return await multipart_file(request, body)
+        if kind == "application/json":
+            return await stages.image(request, await stages.run(request, stages.decode, parse_json, body), policy)
+        return body
+
+    async def logits(request: Request, image: bytes):
+        """Decode in a sandboxed child, then infer on the model thread: one row of logits."""
+        info = clf.info
+        x = await stages.run(request, stages.decode, stages.sandbox.preprocess, image, (info.height, info.width),
+                             info.mode, info.resize, clf.limits)
+        return (await stages.run(request, stages.model, clf.infer, x[None]))[0]
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
@@ -172,17 +121,21 @@ def create_app(clf: Classifier, max_body=MAX_BODY, max_inflight=32) -> FastAPI:
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
     async def predict(request: Request, top_k: int = 3):
-        image = await parse_image(request, await read_body(request, max_body))
-        return (await infer(clf.predict, [image], max(1, min(top_k, len(clf.info.classes)))))[0]
+        body = await read_body(request, limits.max_body)
+        with stages.admitted():
+            row = await logits(request, await image_of(request, body))
+        return clf.prediction(row, max(1, min(top_k, len(clf.info.classes))))
 
     @app.post(LAMBDA_PATH, responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY["requestBody"] | {
         "content": {"application/json": IMAGE_BODY["requestBody"]["content"]["application/json"]}}})
     async def invoke(request: Request) -> dict[str, float]:
-        payload = parse_json(await read_body(request, max_body))
-        image = await run_in_threadpool(image_bytes, payload)
-        return await infer(class_logits, clf, image)
+        body = await read_body(request, limits.max_body)
+        with stages.admitted():
+            payload = await stages.run(request, stages.decode, parse_json, body)
+            row = await logits(request, await stages.image(request, payload, policy))
+        return dict(zip(clf.info.classes, clf.prediction(row, 1).logits, strict=True))
 
-    return app
+    return AccessLog(app)
 
 
 def parser():
@@ -193,7 +146,22 @@ def parser():
     p.add_argument("--port", type=port, default=os.environ.get("PORT", "8080"), help="default $PORT, else 8080")
     p.add_argument("--threads", type=positive_int, help="inference threads (default: the CPUs this process may use)")
     p.add_argument("--max-inflight", type=positive_int, default=32,
-                   help="requests held at once; more get 503 (default 32)")
+                   help="requests past their body held at once; more get 503 (default 32)")
+    p.add_argument("--decoders", type=positive_int, default=2,
+                   help="child processes decoding images, each killed past --decode-deadline (default 2)")
+    p.add_argument("--decode-deadline", type=positive_float, default=2.0,
+                   help="seconds one image may take to decode, else 400 (default 2)")
+    p.add_argument("--queue-timeout", type=positive_float, default=30.0,
+                   help="seconds a request may wait for a decoder or the model before 503 (default 30)")
+    p.add_argument("--header-timeout", type=positive_float, default=10.0,
+                   help="seconds for a request head to arrive, else 408 (default 10)")
+    p.add_argument("--body-timeout", type=positive_float, default=30.0,
+                   help="seconds for a request body to arrive after its head, else closed (default 30)")
+    p.add_argument("--idle-timeout", type=positive_float, default=5.0,
+                   help="seconds an idle kept-alive connection stays open (default 5)")
+    p.add_argument("--max-connections", type=positive_int, default=1000,
+                   help="open connections; past it the one stalled longest is closed (default 1000, "
+                        "less where the open-file limit is lower)")
     return p
 
 
@@ -208,17 +176,26 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     import uvicorn
 
+    from runtime.connections import ConnectionLimits, open_files_allowed, protocol_for
+    from runtime.settings import from_env
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        clf = Classifier.load(args.model, threads=args.threads, overrides=model_overrides(args))
+        settings = from_env()
+        clf = Classifier.load(args.model, threads=args.threads, overrides=model_overrides(args),
+                              limits=settings.limits)
     except RuntimeToolkitError as e:
         return error(str(e))
     r = clf.runner
+    connections = ConnectionLimits(args.header_timeout, args.body_timeout,
+                                   max(8, min(args.max_connections, open_files_allowed() - 64)))
     log.info("model %s (%s %s, %s on %s, %d threads), %d classes", clf.file, r.metadata.get("format", "?"),
              r.metadata.get("precision", "?"), r.backend, r.provider, r.threads, len(clf.info.classes))
     log.info("serving on http://%s:%d (docs at /docs, health at /health)", args.host, args.port)
-    uvicorn.run(create_app(clf, max_inflight=args.max_inflight), host=args.host, port=args.port,
-                timeout_graceful_shutdown=10, log_level="warning")
+    limits = ServerLimits(max_inflight=args.max_inflight, queue_timeout=args.queue_timeout,
+                          sandbox=SandboxLimits(args.decoders, args.decode_deadline))
+    uvicorn.run(create_app(clf, limits, settings.fetch), host=args.host, port=args.port, http=protocol_for(connections),
+                timeout_keep_alive=args.idle_timeout, timeout_graceful_shutdown=10, log_level="warning")
     return 0
 
 

@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.fuzz_http import fuzz_lambda, fuzz_server
 from benchmarks.fuzz_images import fuzz, mutate, seeds
+from benchmarks.serverload import start
 from runtime.errors import ImageError
+from runtime.images import list_images
 from runtime.preprocessing import preprocess
 from tests.conftest import run_module
 
@@ -35,7 +38,7 @@ def test_seed_files_decode_or_raise_image_error():
 
 
 def test_a_short_fuzz_run_finds_nothing(tmp_path):
-    stats = fuzz(20, seeds(None), lambda data: preprocess(data, (71, 71)), tmp_path)
+    stats = fuzz(10, seeds(None), lambda data: preprocess(data, (71, 71)), tmp_path)
     assert stats["cases"] > 100 and stats["findings"] == 0, list(tmp_path.iterdir())
     assert stats["typed_errors"] > 0 and stats["ok"] > 0
 
@@ -48,3 +51,21 @@ def test_a_short_load_run_loses_no_valid_request(converted, tiny_data, tmp_path)
     assert data["load"]["valid_failed"] == 0 and data["load"]["bad_not_4xx_json"] == 0
     assert data["over_capacity"]["503"] > 0 and data["over_capacity"]["other"] == 0
     assert data["alive_after"]
+
+
+def test_a_short_http_and_lambda_fuzz_finds_nothing(converted, tiny_data, tmp_path):
+    images = [p.read_bytes() for p in list_images(tiny_data / "test")[:3]]
+    findings = []
+    with open(tmp_path / "server.log", "w+b") as log:
+        proc, base = start(converted, 32, "--header-timeout", 1, "--body-timeout", 1, log=log)
+        try:
+            server = fuzz_server(base, images, 12, findings)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        log.seek(0)
+        assert b"Traceback" not in log.read()
+    handler = fuzz_lambda(converted, images, 6, findings)
+    assert findings == []
+    assert server["requests"] > 20 and {"200", "400"} <= set(server["statuses"])
+    assert handler["events"] > 50 and {"200", "400"} <= set(handler["statuses"])

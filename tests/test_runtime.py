@@ -12,8 +12,9 @@ import pytest
 from runtime.backends import dequantize, quantize
 from runtime.classifier import Classifier
 from runtime.errors import FetchError
-from runtime.fetch import fetch, is_public
+from runtime.fetch import FetchPolicy, fetch
 from runtime.images import list_images
+from runtime.netaddr import is_public
 from runtime.preprocessing import preprocess_batch
 from runtime.threads import available_cpus, cgroup_cpus
 from tests.conftest import run_module
@@ -123,8 +124,7 @@ def test_non_public_addresses_are_refused(ip):
                                  "http://0251.0376.0251.0376/", "http://[::ffff:169.254.169.254]/",
                                  "http://localhost/", "http://127.1/", "ftp://example.com/x.jpg",
                                  "file:///etc/passwd"])
-def test_metadata_endpoint_in_every_spelling_is_refused(url, monkeypatch):
-    monkeypatch.delenv("RUNTIME_ALLOW_PRIVATE_URLS", raising=False)
+def test_metadata_endpoint_in_every_spelling_is_refused(url):
     with pytest.raises(FetchError, match="refused"):
         fetch(url)
 
@@ -147,17 +147,21 @@ class Redirector(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_redirects_are_followed_and_every_hop_is_checked(monkeypatch):
+PRIVATE = FetchPolicy(allow_private=True)
+
+
+def test_redirects_are_followed_and_every_hop_is_checked():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "1")
-        assert fetch(f"{base}/go?to=/final.jpg") == b"image"
+        assert fetch(f"{base}/go?to=/final.jpg", PRIVATE) == b"image"
         with pytest.raises(FetchError, match="refused: only http and https"):
-            fetch(f"{base}/go?to=file:///etc/passwd")
+            fetch(f"{base}/go?to=file:///etc/passwd", PRIVATE)
         with pytest.raises(FetchError, match="too many redirects"):
-            fetch(f"{base}/go?to=/go?to=/go?to=/go?to=/go?to=/x")
+            fetch(f"{base}/go?to=/go?to=/go?to=/go?to=/go?to=/x", PRIVATE)
+        with pytest.raises(FetchError, match="cloud metadata address 169.254.169.254"):
+            fetch(f"{base}/go?to=http://169.254.169.254/latest/meta-data/", PRIVATE)
     finally:
         server.shutdown()
     assert is_public("8.8.8.8") and is_public("2001:4860:4860::8888")
@@ -190,62 +194,16 @@ BLOCKED_RANGES = ["127.0.0.1", "127.255.255.254", "0.0.0.0", "0.1.2.3", "10.0.0.
 
 
 @pytest.mark.parametrize("host", BLOCKED_RANGES)
-def test_every_private_spelling_is_refused_before_connecting(host, monkeypatch):
-    monkeypatch.delenv("RUNTIME_ALLOW_PRIVATE_URLS", raising=False)
-    with pytest.raises(FetchError, match="refused: .* non-public address"):
+def test_every_private_spelling_is_refused_before_connecting(host):
+    with pytest.raises(FetchError, match="refused: .* (non-public|cloud metadata) address"):
         fetch(f"http://{host}/latest/meta-data/")
 
 
-class Silent(http.server.BaseHTTPRequestHandler):
-    """Accepts the request and then sends nothing (or one byte a second with /drip)."""
-
-    def do_GET(self):
-        if self.path == "/drip":
-            self.send_response(200)
-            self.end_headers()
-            for _ in range(30):
-                self.wfile.write(b"x")
-                self.wfile.flush()
-                threading.Event().wait(0.3)
-        else:
-            threading.Event().wait(5)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_slow_servers_hit_the_read_timeout_and_the_deadline(monkeypatch):
-    import time
-
-    import runtime.fetch as f
-
-    monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "1")
-    monkeypatch.setattr(f, "READ_TIMEOUT", 0.5)
-    monkeypatch.setattr(f, "DEADLINE", 2.0)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Silent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        t = time.monotonic()
-        with pytest.raises(FetchError, match="timed out"):
-            fetch(f"{base}/silent")
-        assert time.monotonic() - t < 2
-        t = time.monotonic()
-        with pytest.raises(FetchError, match="timed out"):
-            fetch(f"{base}/drip")
-        assert time.monotonic() - t < 3.5
-    finally:
-        server.shutdown()
-
-
-def test_bodies_over_the_byte_cap_are_refused(http_root, monkeypatch):
-    import runtime.fetch as f
-
+def test_bodies_over_the_byte_cap_are_refused(http_root):
     root, base = http_root
-    monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "1")
-    monkeypatch.setattr(f, "MAX_BYTES", 1000)
+    policy = FetchPolicy(allow_private=True, max_bytes=1000)
     (root / "big.jpg").write_bytes(b"x" * 1001)
     (root / "ok.jpg").write_bytes(b"x" * 1000)
     with pytest.raises(FetchError, match="over 1000 bytes"):
-        fetch(f"{base}/big.jpg")
-    assert len(fetch(f"{base}/ok.jpg")) == 1000
+        fetch(f"{base}/big.jpg", policy)
+    assert len(fetch(f"{base}/ok.jpg", policy)) == 1000

@@ -1,0 +1,258 @@
+"""Hostile clients against the real server, the CLI and the Lambda handler: stalls, bombs, bad output."""
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.bombs import com_flood, gif_comment_flood, png_of_size, progressive_jpeg, solid
+from runtime.classifier import Classifier
+from runtime.errors import OutputError
+from runtime.images import list_images
+from runtime.preprocessing import DecodeLimits, preprocess
+from tests.conftest import run_module
+from tests.test_serve import start_server, stop
+
+onnx = pytest.importorskip("onnx")
+
+
+def raw(base: str, data: bytes) -> socket.socket:
+    """A connection to the server that has sent ``data`` and nothing more."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(data)
+    return sock
+
+
+def response(sock: socket.socket) -> tuple[int | None, bytes]:
+    """(status, body) of what the server sent before closing; status None when it just closed."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except OSError:
+        pass
+    sock.close()
+    if not data:
+        return None, b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def get(base: str, path: str, **kwargs):
+    import httpx
+
+    return httpx.get(base + path, timeout=10, **kwargs)
+
+
+def post(base: str, path: str = "/predict", **kwargs):
+    import httpx
+
+    return httpx.post(base + path, timeout=30, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def guarded(converted):
+    """A server with short deadlines and few connections: (base URL, process)."""
+    proc, base = start_server(converted, "--header-timeout", "1", "--body-timeout", "1.5", "--max-connections",
+                              "24", "--max-inflight", "8", "--decode-deadline", "0.5")
+    yield base, proc
+    stop(proc)
+
+
+def test_stalled_clients_never_lock_out_health_or_predict(guarded, tiny_data):
+    base, _ = guarded
+    image = list_images(tiny_data / "test")[0].read_bytes()
+    silent = [raw(base, b"") for _ in range(10)]
+    heads = [raw(base, b"POST /predict HTTP/1.1\r\nHost: x\r\n") for _ in range(15)]
+    bodies = [raw(base, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx") for _ in range(15)]
+    t = time.monotonic()
+    assert get(base, "/health").status_code == 200
+    assert post(base, content=image).status_code == 200
+    assert time.monotonic() - t < 2
+    answers = [response(s) for s in silent + heads + bodies]
+    assert time.monotonic() - t < 4
+    late_heads = [body for status, body in answers[:25] if status is not None]
+    assert late_heads and all(json.loads(b)["error"].startswith("request head not received") for b in late_heads)
+    assert {status for status, _ in answers} <= {408, None}
+    assert all(status is None for status, _ in answers[25:])
+
+
+def test_malformed_http_and_odd_bodies_get_json_errors(guarded, tiny_data):
+    base, _ = guarded
+    image = list_images(tiny_data / "test")[0].read_bytes()
+    for request in (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", b"GARBAGE\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"):
+        status, body = response(raw(base, request))
+        assert status == 400 and "malformed HTTP request" in json.loads(body)["error"], request
+    upper = post(base, content=json.dumps({"image": base64.b64encode(image).decode()}),
+                 headers={"Content-Type": "APPLICATION/JSON; charset=UTF-8"})
+    assert upper.status_code == 200 and upper.json()["label"] in {"blue", "green", "red"}
+    for body in (b"[" * 100_000, json.dumps({f"k{i}": i for i in range(330_000)}).encode()):
+        t = time.monotonic()
+        r = post(base, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "JSON" in r.json()["error"] and time.monotonic() - t < 1
+    lone = post(base, content=b'{"url": "http://\\ud800.example/x.jpg"}', headers={"Content-Type": "application/json"})
+    assert lone.status_code == 400 and "error" in lone.json()
+    for body in (b'{"url": 5}', b'{"url": "http://127.0.0.1:99999/"}', b'{"url": "http://[::1/"}'):
+        r = post(base, "/2015-03-31/functions/function/invocations", content=body)
+        assert r.status_code == 400 and set(r.json()) == {"error"}, body
+
+
+def test_a_client_gone_mid_body_is_one_log_line_not_a_traceback(converted):
+    proc, base = start_server(converted)
+    sock = raw(base, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+    sock.close()
+    time.sleep(0.5)
+    assert get(base, "/health").status_code == 200
+    log = stop(proc)
+    assert "POST /predict 499" in log
+
+
+def test_bombs_are_refused_while_normal_requests_are_answered(guarded, tiny_data):
+    base, _ = guarded
+    image = list_images(tiny_data / "test")[0].read_bytes()
+    bombs = {"COM flood": com_flood(1_400_000), "GIF comments": gif_comment_flood(2_900_000),
+             "40 MP PNG": png_of_size(8000, 5000), "500 scans": progressive_jpeg(64, 500)}
+    results = {}
+
+    def send(name, data):
+        results[name] = post(base, content=data)
+
+    threads = [threading.Thread(target=send, args=item) for item in bombs.items()]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    health = get(base, "/health")
+    assert health.status_code == 200 and time.monotonic() - t0 < 0.5
+    normal = post(base, content=image)
+    assert normal.status_code == 200 and time.monotonic() - t0 < 2
+    for t in threads:
+        t.join()
+    for name, r in results.items():
+        assert r.status_code == 400, (name, r.text)
+    assert "took over 0.5 s" in results["COM flood"].json()["error"]
+    assert "over the cap" in results["40 MP PNG"].json()["error"]
+    assert "500 scans" in results["500 scans"].json()["error"]
+
+
+def test_decode_limits_refuse_before_decoding_and_can_be_raised():
+    big = solid("PNG", 5000, 4000)
+    with pytest.raises(Exception, match="5000x4000 pixels is over the cap of 16000000"):
+        preprocess(big, (8, 8))
+    assert preprocess(big, (8, 8), limits=DecodeLimits(max_pixels=20_000_000)).shape == (8, 8, 3)
+    scans = progressive_jpeg(64, 150)
+    with pytest.raises(Exception, match="JPEG with 1.. scans is over the cap of 100"):
+        preprocess(scans, (8, 8))
+    assert preprocess(scans, (8, 8), limits=DecodeLimits(max_jpeg_scans=200)).shape == (8, 8, 3)
+
+
+def test_cli_reads_are_bounded_and_bad_settings_stop_at_start(converted, tiny_data):
+    image = list_images(tiny_data / "test")[0]
+    t = time.monotonic()
+    res = run_module("runtime.predict", "/dev/zero", image, "--model", converted, timeout=60)
+    assert res.returncode == 1 and time.monotonic() - t < 30
+    assert "/dev/zero: error: input is over 67108864 bytes" in res.stdout
+    assert f"{image}: " in res.stdout and "Traceback" not in res.stderr
+    for command in ("runtime.predict", "runtime.serve"):
+        bad = run_module(command, image, "--model", converted, env={"RUNTIME_MAX_PIXELS": "abc"}, timeout=60) \
+            if command == "runtime.predict" else run_module(command, "--model", converted, "--port", "0",
+                                                            env={"RUNTIME_MAX_PIXELS": "abc"}, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == \
+            "error: RUNTIME_MAX_PIXELS='abc' is not a positive whole number", bad.stderr
+
+
+def constant_onnx(path, row: list[float], fixed_width=True):
+    """An ONNX model on RGB images whose logits are ``row`` whatever the image; unless ``fixed_width``,
+    the row is sliced to a length computed from the image height, so no shape inference can fix it."""
+    from onnx import TensorProto, helper
+
+    def const(name, values, kind=TensorProto.INT64):
+        return helper.make_tensor(name, kind, [len(values)], values)
+
+    nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0),
+             helper.make_node("Unsqueeze", ["s", "one"], ["s1"]), helper.make_node("Mul", ["s1", "zero"], ["z"])]
+    if fixed_width:
+        nodes.append(helper.make_node("Add", ["z", "row"], ["logits"]))
+    else:
+        nodes += [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", "one"], ["h"]),
+                  helper.make_node("Sub", ["h", "pad"], ["end"]),
+                  helper.make_node("Slice", ["row", "start", "end"], ["r"]),
+                  helper.make_node("Add", ["z", "r"], ["logits"])]
+    dims = ["n", 8, 8, 3] if fixed_width else ["n", "h", "w", 3]
+    graph = helper.make_graph(
+        nodes, "constant", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", len(row) if fixed_width else "k"])],
+        [const("axes", [1, 2, 3]), const("one", [1]), const("start", [0]), const("pad", [8 - len(row)]),
+         helper.make_tensor("zero", TensorProto.FLOAT, [], [0]), const("row", row, TensorProto.FLOAT)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("row, match", [([float("nan"), 1, 2], "non-finite"), ([float("inf"), 1, 2], "non-finite"),
+                                        ([1, 2, 3, 4, 5], r"shape \(1, 5\), expected \(1, 3\)"),
+                                        ([1, 2], r"shape \(1, 2\), expected \(1, 3\)")])
+def test_invalid_model_output_is_an_error_never_invalid_json(tmp_path, tiny_data, row, match):
+    model = constant_onnx(tmp_path / "m.onnx", row, fixed_width=False)
+    image = list_images(tiny_data / "test")[0]
+    clf = Classifier.load(model, overrides={"classes": ["a", "b", "c"], "height": 8, "width": 8})
+    with pytest.raises(OutputError, match=match):
+        clf.predict([image])
+    res = run_module("runtime.predict", image, image, "--model", model, "--classes", "a,b,c", "--size", "8", "--json")
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.returncode == 1 and len(lines) == 2 and all("error" in d and "label" not in d for d in lines)
+    proc, base = start_server(model, "--classes", "a,b,c", "--size", "8")
+    try:
+        r = post(base, content=image.read_bytes())
+        assert r.status_code == 500 and set(r.json()) == {"error"}
+    finally:
+        stop(proc)
+
+
+def test_finite_constant_model_answers_its_row(tmp_path, tiny_data):
+    model = constant_onnx(tmp_path / "m.onnx", [0.5, 3.0, -1.0])
+    clf = Classifier.load(model, overrides={"classes": ["a", "b", "c"], "height": 8, "width": 8})
+    pred = clf.predict([list_images(tiny_data / "test")[0]])[0]
+    assert pred.label == "b" and pred.logits == [0.5, 3.0, -1.0]
+
+
+@pytest.mark.parametrize("event, status", [
+    ({"body": {"url": "x"}}, 400), ({"body": 5}, 400), ({"body": ["x"]}, 400), ([], 400), ("x", 400), (None, 400),
+    ({"url": ["http://x"]}, 400), ({"url": "http://127.0.0.1:99999/"}, 400), ({"url": "http://[::1/"}, 400),
+    ({"url": "http://169.254.169.254/"}, 400), ({"image": 5}, 400), ({"body": "[" * 100_000}, 400),
+    ({"body": "x", "isBase64Encoded": True}, 400), ({"body": json.dumps({"url": "http://\ud800/"})}, 400),
+])
+def test_lambda_answers_every_event_with_an_object(converted, monkeypatch, event, status):
+    import runtime.lambda_function as lf
+
+    monkeypatch.setenv("RUNTIME_MODEL", str(converted))
+    monkeypatch.setattr(lf, "_model", None)
+    result = lf.lambda_handler(event, None)
+    body = json.loads(result["body"]) if isinstance(event, dict) and "body" in event else result
+    assert result.get("statusCode") == status and set(body) >= {"error"}, result
+    json.dumps(result, allow_nan=False)
+
+
+def test_lambda_with_bad_settings_answers_500(converted, monkeypatch):
+    import runtime.lambda_function as lf
+
+    monkeypatch.setenv("RUNTIME_MODEL", str(converted))
+    monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "yes")
+    monkeypatch.setattr(lf, "_model", None)
+    result = lf.lambda_handler({"url": "http://example.com/x.jpg"}, None)
+    assert result["statusCode"] == 500 and "RUNTIME_ALLOW_PRIVATE_URLS='yes'" in result["error"]
+
+
+def test_a_real_progressive_jpeg_passes_the_scan_cap():
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", progressive=True)
+    assert buf.getvalue().count(b"\xff\xda") >= 6
+    assert preprocess(buf.getvalue(), (8, 8)).shape == (8, 8, 3)
