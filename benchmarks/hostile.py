@@ -10,6 +10,7 @@ sampled throughout. Writes hostile.json, hostile.md and hostile_rss.png.
 import concurrent.futures
 import itertools
 import json
+import shlex
 import socket
 import sys
 import tempfile
@@ -38,19 +39,22 @@ BOMBS = {
 }
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc."""
-    total, todo = 0.0, [pid]
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of a process, and of all its descendants together, from /proc."""
+    own, children, todo = None, 0.0, [pid]
     while todo:
         p = todo.pop()
         try:
-            total += next(int(line.split()[1]) for line in open(f"/proc/{p}/status")
-                          if line.startswith("VmRSS:")) / 1024
+            mb = next(int(line.split()[1]) for line in open(f"/proc/{p}/status") if line.startswith("VmRSS:")) / 1024
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, StopIteration):
-            pass
-    return total
+            continue
+        if own is None:
+            own = mb
+        else:
+            children += mb
+    return round(own or 0.0, 1), round(children, 1)
 
 
 def timed(fn):
@@ -64,6 +68,7 @@ def timed(fn):
 
 
 def status(r) -> int | str:
+    """The status code of a response, or the name of the transport error in its place."""
     return r.status_code if isinstance(r, httpx.Response) else r
 
 
@@ -187,12 +192,14 @@ def soak_phase(base: str, pid: int, images: list[bytes], url: str, seconds: floa
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
-        samples.append((round(time.monotonic() - t0, 2), round(rss_mb(pid), 1)))
+        samples.append((round(time.monotonic() - t0, 2), *rss_mb(pid)))
         time.sleep(0.25)
     valid = {k[1]: n for k, n in tally.items() if k[0] == "valid"}
     return {"seconds": seconds, "concurrency": concurrency, "requests": sum(tally.values()),
             "valid": sum(valid.values()), "valid_failed": sum(n for s, n in valid.items() if s != 200),
-            "peak_rss_mb": max(r for _, r in samples), "start_rss_mb": samples[0][1],
+            "server_rss_mb": {"start": samples[0][1], "peak": max(s[1] for s in samples), "end": samples[-1][1]},
+            "children_rss_mb": {"start": samples[0][2], "peak": max(s[2] for s in samples),
+                                "peak_with_server": max(s[1] + s[2] for s in samples)},
             "statuses": {f"{k} {s}": n for (k, s), n in sorted(tally.items(), key=str)}, "rss": samples}
 
 
@@ -200,7 +207,7 @@ def markdown(result: dict) -> str:
     """The report as Markdown tables."""
     machine = result["provenance"]
     flags = " ".join(f for f, present in machine["flags"].items() if present)
-    lines = [f"# Hostile clients against `{result['bundle']}`", "",
+    lines = [f"# Hostile clients against `{result['bundle']}` {result['serve_args']}".rstrip(), "",
              f"{machine['cpu']} ({flags}), {machine['usable_cpus']} usable CPUs, {machine['date']}", "",
              "| bomb | bytes | answer | ms | /health ms | normal request ms (alone) |", "|---|---|---|---|---|---|"]
     for r in result["bombs"]:
@@ -216,8 +223,11 @@ def markdown(result: dict) -> str:
               f"{u['health_ms']:.0f} ms | {u['normal']} in {u['normal_ms']:.0f} ms | {u['statuses']}, slowest "
               f"{u['slowest_ms'] / 1000:.1f} s |",
               "", f"Soak: {k['seconds']:g} s at concurrency {k['concurrency']}, {k['requests']} requests, "
-              f"{k['valid']} valid of which {k['valid_failed']} failed; resident memory (server and decoding "
-              f"children) {k['start_rss_mb']:.0f} MB at start, peak {k['peak_rss_mb']:.0f} MB.", "",
+              f"{k['valid']} valid of which {k['valid_failed']} failed. Resident memory of the server process: "
+              f"{k['server_rss_mb']['start']:.0f} MB at the start, {k['server_rss_mb']['peak']:.0f} MB at most, "
+              f"{k['server_rss_mb']['end']:.0f} MB at the end; of its decoding children together: "
+              f"{k['children_rss_mb']['start']:.0f} MB at the start, {k['children_rss_mb']['peak']:.0f} MB at most "
+              f"(server and children together at most {k['children_rss_mb']['peak_with_server']:.0f} MB).", "",
               "| kind and answer | requests |", "|---|---|"]
     lines += [f"| {key} | {n} |" for key, n in k["statuses"].items()]
     return "\n".join(lines) + "\n"
@@ -231,8 +241,10 @@ def plot(samples, path: Path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot([t for t, _ in samples], [r for _, r in samples])
-    ax.set(xlabel="seconds", ylabel="resident MB (server + decoders)", title="Soak: mixed hostile traffic")
+    ax.plot([s[0] for s in samples], [s[1] for s in samples], label="server process")
+    ax.plot([s[0] for s in samples], [s[2] for s in samples], label="decoding children")
+    ax.set(xlabel="seconds", ylabel="resident MB", title="Soak: mixed hostile traffic")
+    ax.legend()
     ax.set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -244,6 +256,7 @@ def parser():
     p.add_argument("bundle", type=Path, help="a converted bundle to serve")
     p.add_argument("--images", type=Path, required=True, help="folder of valid images (the first 50 are used)")
     p.add_argument("--soak", type=positive_float, default=180, help="seconds of mixed traffic (default 180)")
+    p.add_argument("--serve-args", default="", help="more flags for runtime.serve, e.g. '--decoders 1'")
     p.add_argument("--out", type=Path, default=Path("runs/hostile"), help="report folder (default runs/hostile)")
     return p
 
@@ -256,9 +269,10 @@ def main(argv=None) -> int:
         return 2
     remote, url = dripping_remote()
     with tempfile.TemporaryFile() as log:
-        proc, base = start(args.bundle, 32, log=log, env={"RUNTIME_ALLOW_PRIVATE_URLS": "1"})
+        proc, base = start(args.bundle, 32, *shlex.split(args.serve_args), log=log,
+                           env={"RUNTIME_ALLOW_PRIVATE_URLS": "1"})
         try:
-            result = {"bundle": str(args.bundle), "provenance": provenance()}
+            result = {"bundle": str(args.bundle), "serve_args": args.serve_args, "provenance": provenance()}
             for name, phase in [("bombs", lambda: bombs_phase(base, images[0])),
                                 ("stalls", lambda: stalls_phase(base, images[0])),
                                 ("slow_urls", lambda: slow_urls_phase(base, images[0], url)),
@@ -277,8 +291,9 @@ def main(argv=None) -> int:
     plot(result["soak"]["rss"], args.out / "hostile_rss.png")
     print(markdown(result))
     soak = result["soak"]
-    print(f"soak: {soak['valid_failed']} of {soak['valid']} valid requests failed, peak RSS {soak['peak_rss_mb']:.0f} "
-          f"MB; {result['tracebacks_in_log']} tracebacks; report in {args.out}", file=sys.stderr)
+    print(f"soak: {soak['valid_failed']} of {soak['valid']} valid requests failed, server peak RSS "
+          f"{soak['server_rss_mb']['peak']:.0f} MB (children {soak['children_rss_mb']['peak']:.0f} MB); "
+          f"{result['tracebacks_in_log']} tracebacks; report in {args.out}", file=sys.stderr)
     return 1 if soak["valid_failed"] or result["tracebacks_in_log"] else 0
 
 

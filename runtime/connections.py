@@ -44,6 +44,7 @@ class GuardedH11(H11Protocol):
     limits = ConnectionLimits()
 
     def connection_made(self, transport):
+        """A new connection waits for a head; past the cap, make room first."""
         super().connection_made(transport)
         self.phase, self.since, self.timer = None, time.monotonic(), None
         self.enter("headers")
@@ -63,6 +64,7 @@ class GuardedH11(H11Protocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str):
+        """uvicorn's answer to malformed HTTP, as JSON."""
         raw_error(self.transport, 400, "Bad Request", f"malformed HTTP request: {msg}")
 
     def follow(self, waiting: str):

@@ -39,6 +39,7 @@ class _Clock:
         self.end, self.url = time.monotonic() + seconds, url
 
     def left(self) -> float:
+        """Seconds left, or FetchError once there are none."""
         left = self.end - time.monotonic()
         if left <= 0:
             raise FetchError(f"timed out fetching {self.url[:80]}")
@@ -80,6 +81,7 @@ class _Pinned(http.client.HTTPSConnection):
         self.ip, self.tls, self.clock = ip, tls, clock
 
     def connect(self):
+        """TCP to the checked address, then TLS with the name's SNI, each within the deadline."""
         self.sock = socket.create_connection((self.ip, self.port), timeout=self.clock.left())
         if self.tls:
             self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host,

@@ -49,6 +49,7 @@ def _proxy_payload(event: dict) -> dict:
 
 
 def _response(status: int, body: dict) -> dict:
+    """An API Gateway proxy response with a JSON body."""
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 

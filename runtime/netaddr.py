@@ -30,10 +30,12 @@ def judged(ip: str) -> list:
 
 
 def _public(addr) -> bool:
+    """Whether one parsed address is globally routable unicast."""
     return addr.is_global and not addr.is_multicast and not (addr.version == 6 and addr in LOCAL_NAT64)
 
 
 def _metadata(addr) -> bool:
+    """Whether one parsed address is a metadata or link-local one."""
     return any(addr.version == net.version and addr in net for net in METADATA) or addr.is_link_local
 
 

@@ -6,6 +6,8 @@ each decode must finish within ``deadline`` seconds and ``memory`` bytes of addr
 child is replaced and the image refused.
 """
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import queue
@@ -32,6 +34,7 @@ def _child(conn, memory: int):
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     from runtime.preprocessing import preprocess
 
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
     conn.send("ready")
     while True:
         try:
@@ -44,6 +47,7 @@ def _child(conn, memory: int):
             conn.send(("error", str(e)))
         except MemoryError:
             conn.send(("error", f"image needs more than {memory >> 20} MB to decode"))
+        libc.malloc_trim(0)  # give a large image's memory back to the system, not to the next image
 
 
 class _Worker:
@@ -64,6 +68,7 @@ class _Worker:
             raise RuntimeError(f"a decoding child did not start within {STARTUP} s")
 
     def stop(self):
+        """Kill the child and close the pipe."""
         self.process.kill()
         self.process.join()
         self.conn.close()
@@ -97,6 +102,7 @@ class Sandbox:
         return value
 
     def _replace(self, worker: _Worker) -> _Worker:
+        """A fresh child in place of one that overran or died."""
         worker.stop()
         return _Worker(self.limits.memory)
 

@@ -151,6 +151,8 @@ def parser():
                    help="child processes decoding images, each killed past --decode-deadline (default 2)")
     p.add_argument("--decode-deadline", type=positive_float, default=2.0,
                    help="seconds one image may take to decode, else 400 (default 2)")
+    p.add_argument("--decode-memory", type=positive_int, default=512,
+                   help="MB of address space a decoding child may use, else the image is refused (default 512)")
     p.add_argument("--queue-timeout", type=positive_float, default=30.0,
                    help="seconds a request may wait for a decoder or the model before 503 (default 30)")
     p.add_argument("--header-timeout", type=positive_float, default=10.0,
@@ -193,7 +195,7 @@ def main(argv=None) -> int:
              r.metadata.get("precision", "?"), r.backend, r.provider, r.threads, len(clf.info.classes))
     log.info("serving on http://%s:%d (docs at /docs, health at /health)", args.host, args.port)
     limits = ServerLimits(max_inflight=args.max_inflight, queue_timeout=args.queue_timeout,
-                          sandbox=SandboxLimits(args.decoders, args.decode_deadline))
+                          sandbox=SandboxLimits(args.decoders, args.decode_deadline, args.decode_memory << 20))
     uvicorn.run(create_app(clf, limits, settings.fetch), host=args.host, port=args.port, http=protocol_for(connections),
                 timeout_keep_alive=args.idle_timeout, timeout_graceful_shutdown=10, log_level="warning")
     return 0

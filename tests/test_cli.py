@@ -23,7 +23,9 @@ def last_line(res) -> str:
     ["runtime.predict", "x.jpg", "--top-k", "0"], ["runtime.predict", "x.jpg", "--top-k", "-1"],
     ["runtime.predict", "x.jpg", "--threads", "0"], ["runtime.predict", "x.jpg", "--threads", "-3"],
     ["runtime.predict", "x.jpg", "--batch-size", "0"], ["runtime.serve", "--max-inflight", "0"],
-    ["runtime.serve", "--port", "99999"], ["train", "--data", "d", "--epochs", "0"],
+    ["runtime.serve", "--port", "99999"], ["runtime.serve", "--header-timeout", "0"],
+    ["runtime.serve", "--decode-deadline", "-1"], ["runtime.serve", "--max-connections", "0"],
+    ["train", "--data", "d", "--epochs", "0"],
     ["train", "--data", "d", "--limit", "0"], ["train", "--data", "d", "--size", "70"],
     ["train", "--data", "d", "--dropout", "1.5"], ["convert", "b", "--parity-images", "0"],
     ["benchmarks", "b", "--images", "d", "--limit", "0"], ["benchmarks", "b", "--images", "d", "--runs", "0"],
@@ -181,14 +183,15 @@ def test_convert_bare_model_without_fixed_size_or_images(tmp_path):
 def _parsers():
     """Every command line of the project, by name."""
     from benchmarks import __main__ as bench
-    from benchmarks import fuzz_images, runtime_bench, serverload
+    from benchmarks import fuzz_http, fuzz_images, hostile, runtime_bench, serverload
     from convert import __main__ as conv
     from runtime import compare, predict, serve
     from train import __main__ as train
 
     found = {"runtime.predict": predict.parser(), "runtime.serve": serve.parser(), "runtime.compare": compare.parser(),
              "convert": conv.parser(), "benchmarks": bench.parser(), "benchmarks.runtime_bench": runtime_bench.parser(),
-             "benchmarks.fuzz_images": fuzz_images.parser(), "benchmarks.serverload": serverload.parser()}
+             "benchmarks.fuzz_images": fuzz_images.parser(), "benchmarks.serverload": serverload.parser(),
+             "benchmarks.fuzz_http": fuzz_http.parser(), "benchmarks.hostile": hostile.parser()}
     return found | {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}
 
 
