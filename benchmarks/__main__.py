@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.cli import add_model_args, command_parser, import_tensorflow_quietly, positive_float, positive_int
+from runtime.formats import DEVICES
 
 
 @dataclass
@@ -26,7 +27,7 @@ def parser():
     p.add_argument("bundle", type=Path, help="bundle folder, or one model file (.onnx, .tflite, .keras)")
     p.add_argument("--images", type=Path, required=True, help="labelled images, e.g. the dataset's test/")
     p.add_argument("--limit", type=positive_int, default=10_000, help="at most this many images (default all)")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where every row runs (default cpu)")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where every row runs (default cpu)")
     p.add_argument("--out", type=Path, default=Path("runs/benchmarks"),
                    help="OUT/<bundle>[-gpu]/ is written here (default runs/benchmarks, not tracked by git)")
     p.add_argument("--runs", type=positive_int, default=50, help="batch-1 latency runs per row (default 50)")

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, first_line
+from runtime.files import sha256
 from runtime.formats import FORMATS
+from runtime.manifest import Manifest
 from runtime.parity import compare
 from runtime.preprocessing import preprocess
 
@@ -27,6 +29,8 @@ class Target:
     format: str
     precision: str
     file: Path
+    in_bundle: bool = False
+    sha256: str | None = None  # of a bundle's artifact, from its manifest entry (None: not listed)
 
 
 @dataclass
@@ -57,11 +61,13 @@ class Row:
 
 
 def targets(bundle: Path) -> list[Target]:
-    """Keras predict, Keras compiled, then every (format, precision) of the formats table."""
+    """Keras predict, Keras compiled, then every (format, precision) of the formats table, each with
+    the hash its manifest entry records (a file the manifest does not list is not measured)."""
     keras = bundle / "model.keras"
     rows = [Target("keras predict", "keras", "fp32", keras), Target("keras compiled", "keras", "fp32", keras)]
-    return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p)) for f in FORMATS
-                   for p in FORMATS[f].precisions]
+    listed = {a["file"]: a.get("sha256") for a in Manifest.read(bundle).artifacts}
+    return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p), True, listed.get(FORMATS[f].file(p)))
+                   for f in FORMATS for p in FORMATS[f].precisions]
 
 
 def file_target(path: Path) -> list[Target]:
@@ -81,8 +87,13 @@ def load(target: Target, device: str):
         from runtime.keras_runner import load_keras
 
         return load_keras(target.file, None, device, compiled=target.name == "keras compiled")
-    if not target.file.exists():
-        raise BackendUnavailable(f"{target.file.name} is not in the bundle (not converted, or it failed parity)")
+    if target.in_bundle and target.sha256 is None:
+        why = "a file left from an earlier conversion" if target.file.exists() else "not converted"
+        raise BackendUnavailable(f"{target.file.name} is not in the manifest ({why}, or it failed parity)")
+    if target.in_bundle and not target.file.is_file():
+        raise BackendUnavailable(f"{target.file.name} is not in the bundle (its manifest lists it)")
+    if target.in_bundle and sha256(target.file) != target.sha256:
+        raise ModelError(f"{target.file.name}: its hash differs from the manifest's (changed since conversion)")
     return FORMATS[target.format].load(target.file, None, device)
 
 

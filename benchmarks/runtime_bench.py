@@ -17,13 +17,13 @@ from pathlib import Path
 
 from benchmarks.rows import ROOT, Target, cold_start
 from benchmarks.timing import latency
-from runtime.classifier import Classifier, pick_artifact
+from runtime.choice import choose
+from runtime.classifier import Classifier
 from runtime.cli import command_parser, positive_int
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
+from runtime.formats import FORMATS
 from runtime.manifest import Manifest
 from runtime.preprocessing import preprocess
-
-EXTRAS = {"onnx": "onnx", "tflite": "litert"}
 
 
 @dataclass
@@ -73,7 +73,7 @@ def install_size_mb(extra: str) -> float:
 
 def measure(bundle: Path, fmt: str, image: str, cold_runs: int, runs: int, with_size: bool) -> RuntimeRow:
     """All figures for the fastest verified artifact of ``fmt``."""
-    art = pick_artifact(Manifest.read(bundle), fmt)
+    art = choose(Manifest.read(bundle), fmt).entry
     clf = Classifier.load(bundle, fmt, art["precision"])
     jpeg = Path(image).read_bytes()
     x = clf.preprocess(io.BytesIO(jpeg))[None]
@@ -83,7 +83,7 @@ def measure(bundle: Path, fmt: str, image: str, cold_runs: int, runs: int, with_
     target = Target(art["file"], fmt, art["precision"], bundle / art["file"])
     cold = statistics.median(cold_start(target, image, "cpu")[0] for _ in range(cold_runs))
     return RuntimeRow(art["file"], cold, bare, wrapped, e2e, e2e / bare - 1,
-                      install_size_mb(EXTRAS[fmt]) if with_size else None)
+                      install_size_mb(FORMATS[fmt].extra) if with_size else None)
 
 
 def parser():
@@ -108,7 +108,7 @@ def run(args) -> int:
         raise ModelError(f"no bundle folder at {args.bundle}")
     preprocess(args.image, (8, 8))  # a missing or broken image fails here, in one line
     rows = [measure(args.bundle, f, args.image, args.cold_runs, args.runs, args.install_size)
-            for f in ("onnx", "tflite")]
+            for f in FORMATS]
     lines = ["| artifact | cold start s | bare run ms | runtime on tensor ms | JPEG to label ms | e2e over bare "
              "| venv MB |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.artifact} | {r.cold_start_s:.2f} | {r.bare_ms:.2f} | {r.wrapped_ms:.2f} | {r.e2e_ms:.2f} | "

@@ -23,7 +23,7 @@ THRESHOLDS = {
 
 
 def judge(p: Parity, precision: str) -> Parity:
-    """Set ``passed``/``failure`` from the precision's thresholds (the first check that fails)."""
+    """Set ``passed`` and ``failures`` (every check that fails) from the precision's thresholds."""
     t = THRESHOLDS[precision]
     checks = [(p.top1_agreement >= t.min_top1_agreement,
                f"top-1 agreement {p.top1_agreement:.1%} < {t.min_top1_agreement:.0%}")]
@@ -33,14 +33,14 @@ def judge(p: Parity, precision: str) -> Parity:
     if t.max_accuracy_drop is not None and p.accuracy_drop is not None:
         checks.append((p.accuracy_drop <= t.max_accuracy_drop,
                        f"accuracy drop {p.accuracy_drop:.1f} points > {t.max_accuracy_drop:.0f}"))
-    failed = [msg for ok, msg in checks if not ok]
-    p.passed, p.failure = not failed, (failed[0] if failed else None)
+    p.failures = [msg for ok, msg in checks if not ok]
+    p.passed = not p.failures
     return p
 
 
 def check(p: Parity, precision: str, what: str) -> Parity:
-    """Judge and raise ParityError naming ``what`` and the failed check."""
+    """Judge and raise ParityError naming ``what`` and every failed check."""
     judge(p, precision)
     if not p.passed:
-        raise ParityError(f"{what}: parity failed: {p.failure}")
+        raise ParityError(f"{what}: parity failed: {'; '.join(p.failures)}")
     return p

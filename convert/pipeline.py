@@ -12,6 +12,7 @@ from convert.calibration import calibration_set, synthetic_set
 from convert.errors import ConvertError, ExportError
 from convert.parity import check
 from convert.source import Source
+from runtime.choice import this_machine
 from runtime.cli import progress_options
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.files import replacing, sha256
@@ -40,7 +41,7 @@ class Artifact:
     def manifest_entry(self, bundle: Path) -> dict:
         """The manifest's record of a published artifact."""
         return {"file": self.file, "format": self.format, "precision": self.precision, "bytes": self.bytes,
-                "sha256": sha256(bundle / self.file), "latency_ms": self.latency_ms,
+                "sha256": sha256(bundle / self.file), "latency_ms": self.latency_ms, "measured_on": this_machine(),
                 "parity": asdict(self.parity), **(self.notes or {})}
 
 

@@ -92,9 +92,13 @@ def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
+TFLITE_IMPORTS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+ONNX_IMPORTS = ("onnxruntime",)
+
+
 def _interpreter_class():
     """LiteRT's Interpreter, else tflite_runtime's, else TensorFlow's."""
-    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
+    for module in TFLITE_IMPORTS:
         try:
             return __import__(module, fromlist=["Interpreter"]).Interpreter
         except ImportError:

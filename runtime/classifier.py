@@ -1,13 +1,13 @@
 """``Classifier``: a runner plus what it needs to turn images into labels (classes, size, mode)."""
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import BackendUnavailable, ModelError, OutputError
+from runtime.choice import choose
+from runtime.errors import ModelError, OutputError
 from runtime.files import sha256
 from runtime.formats import FORMATS, format_of
 from runtime.manifest import FILE as MANIFEST
@@ -62,26 +62,6 @@ class Prediction:
     logits: list[float]
 
 
-def pick_artifact(manifest: Manifest, fmt=None, precision=None) -> dict:
-    """The fastest artifact whose parity passed and whose backend is installed (or the one asked for)."""
-    ok = [a for a in manifest.artifacts
-          if a.get("parity", {}).get("passed") and (fmt is None or a["format"] == fmt)
-          and (precision is None or a["precision"] == precision)]
-    runnable = [a for a in ok if importlib.util.find_spec(FORMATS[a["format"]].needs.split(".")[0])]
-    if not runnable:
-        wanted = "/".join(x for x in (fmt, precision) if x) or "any"
-        if ok:
-            needs = sorted({FORMATS[a["format"]].needs for a in ok})
-            raise BackendUnavailable(f"bundle {manifest.name}: verified {wanted} artifacts need "
-                                     f"{' or '.join(needs)}, which is not installed")
-        refused = [a["file"] for a in manifest.artifacts if not a.get("parity", {}).get("passed")]
-        raise ModelError(f"bundle {manifest.name}: no verified {wanted} artifact"
-                         + (f" ({', '.join(refused)} failed parity)" if refused else "")
-                         + "; run `python -m convert BUNDLE --calibration DIR`"
-                         + (" or drop --format/--precision" if fmt or precision else ""))
-    return min(runnable, key=lambda a: a.get("latency_ms", float("inf")))
-
-
 def manifest_beside(path: Path) -> dict:
     """The manifest of the bundle a file lies in (its ``model.keras``, say), or {}."""
     if not (path.parent / MANIFEST).is_file():
@@ -95,10 +75,11 @@ def manifest_beside(path: Path) -> dict:
 class Classifier:
     """Images in, labels out: ``Classifier.load(path).predict([...])``."""
 
-    def __init__(self, runner, info: ModelInfo, file: str, limits: DecodeLimits = DEFAULT_LIMITS):
+    def __init__(self, runner, info: ModelInfo, file: str, limits: DecodeLimits = DEFAULT_LIMITS,
+                 reason: str = "given as a file"):
         if runner.outputs and runner.outputs != len(info.classes):
             raise ModelError(f"{file}: model has {runner.outputs} outputs but {len(info.classes)} classes")
-        self.runner, self.info, self.file, self.limits = runner, info, file, limits
+        self.runner, self.info, self.file, self.limits, self.reason = runner, info, file, limits, reason
 
     @classmethod
     def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu", overrides=None,
@@ -114,12 +95,14 @@ class Classifier:
                              "or run from the project folder after `make main`"))
         if path.is_dir():
             manifest = Manifest.read(path)
-            art = pick_artifact(manifest, fmt, precision)
+            choice = choose(manifest, fmt, precision, device)
+            art = choice.entry
             file = path / art["file"]
             if not file.is_file() or sha256(file) != art.get("sha256"):
                 raise ModelError(f"{file}: missing or its hash differs from {MANIFEST}")
             runner = FORMATS[art["format"]].load(file, threads, device)
-            return cls(runner, ModelInfo.from_dict(vars(manifest), str(path), overrides), str(file), limits)
+            return cls(runner, ModelInfo.from_dict(vars(manifest), str(path), overrides), str(file), limits,
+                       choice.reason)
         if not path.is_file():
             raise ModelError(f"{path} is neither a model file nor a bundle folder")
         runner = format_of(path).load(path, threads, device)

@@ -1,33 +1,47 @@
-"""The one table of model formats: it drives the CLIs, the conversion loop and the benchmark."""
+"""The one table of model formats: it drives the CLIs, the conversion loop, the benchmark and the
+choice of an artifact (which devices a format runs on, what installs it, what imports run it)."""
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.backends import load_onnx, load_tflite
+from runtime.backends import ONNX_IMPORTS, TFLITE_IMPORTS, load_onnx, load_tflite
 from runtime.errors import ModelError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+DEVICES = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
 class Format:
-    """An export format: its file suffix, the precisions it is made in, the library it needs."""
+    """An export format: file suffix, precisions it is made in, devices it runs on, the install extra
+    that brings its runtime, and the modules that can run it (the first one installed is used)."""
 
     name: str
     suffix: str
     precisions: tuple[str, ...]
-    needs: str
+    devices: tuple[str, ...]
+    extra: str
+    imports: tuple[str, ...]
     load: Callable
 
     def file(self, precision: str) -> str:
         """The artifact's file name inside a bundle, e.g. ``model.int8.onnx``."""
         return f"model.{precision}{self.suffix}"
 
+    def installed(self) -> bool:
+        """Whether one of the modules that run this format is installed."""
+        return any(importlib.util.find_spec(m.split(".")[0]) for m in self.imports)
+
+    def install_hint(self) -> str:
+        """What to install to run this format."""
+        return f"pip install 'edge-classifier[{self.extra}]' (any of: {', '.join(self.imports)})"
+
 
 FORMATS = {f.name: f for f in (
-    Format("tflite", ".tflite", PRECISIONS, "ai_edge_litert", load_tflite),
-    Format("onnx", ".onnx", PRECISIONS, "onnxruntime", load_onnx),
+    Format("tflite", ".tflite", PRECISIONS, ("cpu",), "litert", TFLITE_IMPORTS, load_tflite),
+    Format("onnx", ".onnx", PRECISIONS, DEVICES, "onnx", ONNX_IMPORTS, load_onnx),
 )}
 
 
@@ -39,7 +53,7 @@ def _load_keras(path, threads=None, device="cpu"):
 
 
 # The source model runs too (compare, benchmarks, a user's own file), but is no export target.
-KERAS = Format("keras", ".keras", (), "keras", _load_keras)
+KERAS = Format("keras", ".keras", (), DEVICES, "train", ("keras",), _load_keras)
 
 
 def format_of(path) -> Format:

@@ -1,6 +1,6 @@
 """Compare the logits of any two runners on the same images (convert, benchmarks, ``runtime.compare``)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,7 +20,7 @@ class Parity:
     accuracy_ref: float | None = None
     accuracy: float | None = None
     passed: bool = False
-    failure: str | None = None
+    failures: list[str] = field(default_factory=list)
 
     @property
     def accuracy_drop(self) -> float | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runtime.cli import add_model_args, command_parser, end_quietly_on_broken_pipe, error, model_overrides, positive_int
 from runtime.errors import RuntimeToolkitError, first_line
+from runtime.formats import DEVICES, FORMATS, PRECISIONS
 from runtime.images import list_images
 
 PROGRESS_EVERY = 50  # images between progress lines on stderr
@@ -22,12 +23,12 @@ def parser():
     p = command_parser("python -m runtime.predict", __doc__)
     p.add_argument("inputs", nargs="+", help="image files, folders, http(s) URLs, or - for stdin")
     add_model_args(p, "model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
-    p.add_argument("--format", choices=("onnx", "tflite"), help="artifact format to pick from a bundle")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="artifact precision to pick")
+    p.add_argument("--format", choices=tuple(FORMATS), help="artifact format to pick from a bundle")
+    p.add_argument("--precision", choices=PRECISIONS, help="artifact precision to pick")
     p.add_argument("--top-k", type=positive_int, default=3, help="labels shown per image (default 3)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per inference call (default 8)")
     p.add_argument("--threads", type=positive_int, help="inference threads (default: the CPUs this process may use)")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+    p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="gpu: ONNX Runtime's TensorRT/CUDA providers (default cpu)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
@@ -83,13 +84,13 @@ def read(item: str, settings):
     return fetch(item, settings.fetch) if is_url(item) else item
 
 
-def show(item: str, result, as_json: bool):
-    """Print one answer (a Prediction or an error message)."""
+def show(item: str, result, as_json: bool, model: str):
+    """Print one answer (a Prediction or an error message); JSON names the model file that answered."""
     if isinstance(result, str):
         print(json.dumps({"input": item, "error": result}) if as_json else f"{item}: error: {result}",
               flush=True)
     elif as_json:
-        print(json.dumps({"input": item, **asdict(result)}, allow_nan=False), flush=True)
+        print(json.dumps({"input": item, **asdict(result), "model": model}, allow_nan=False), flush=True)
     else:
         others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result.top[1:])
         print(f"{item}: {result.label} ({result.score:.3f})" + (f"  [{others}]" if others else ""), flush=True)
@@ -119,15 +120,15 @@ def main(argv=None) -> int:
                               model_overrides(args), settings.limits)
     except RuntimeToolkitError as e:
         return error(str(e))
-    print(f"model: {clf.file} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads)",
-          file=sys.stderr)
+    print(f"model: {clf.file} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads); "
+          f"chosen: {clf.reason}", file=sys.stderr)
     if args.device == "gpu" and clf.runner.provider == "CPUExecutionProvider":
         print("warning: asked for the GPU but onnxruntime fell back to the CPU", file=sys.stderr)
     tally, pending = Tally(), []
     classes = clf.info.classes
 
     def answer(item, result):
-        show(item, result, args.json)
+        show(item, result, args.json, Path(clf.file).name)
         tally.add(item, None if isinstance(result, str) else result.label, classes)
         done = tally.answered + tally.failed
         if done % PROGRESS_EVERY == 0:

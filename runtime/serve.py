@@ -9,6 +9,8 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,11 +42,13 @@ class PredictResponse(BaseModel):
     score: float
     top: list[TopEntry]
     logits: list[float]
+    model: str
 
 
 class Health(BaseModel):
     status: str
     model: str
+    chosen: str
     backend: str
     provider: str
     classes: list[str]
@@ -116,15 +120,16 @@ def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, po
 
     @app.get("/health", response_model=Health)
     async def health():
-        return Health(status="ok", model=clf.file, backend=clf.runner.backend, provider=clf.runner.provider,
-                      classes=clf.info.classes)
+        return Health(status="ok", model=clf.file, chosen=clf.reason, backend=clf.runner.backend,
+                      provider=clf.runner.provider, classes=clf.info.classes)
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
     async def predict(request: Request, top_k: int = 3):
         body = await read_body(request, limits.max_body)
         with stages.admitted():
             row = await logits(request, await image_of(request, body))
-        return clf.prediction(row, max(1, min(top_k, len(clf.info.classes))))
+        pred = clf.prediction(row, max(1, min(top_k, len(clf.info.classes))))
+        return PredictResponse(**asdict(pred), model=Path(clf.file).name)
 
     @app.post(LAMBDA_PATH, responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY["requestBody"] | {
         "content": {"application/json": IMAGE_BODY["requestBody"]["content"]["application/json"]}}})
@@ -193,6 +198,7 @@ def main(argv=None) -> int:
                                    max(8, min(args.max_connections, open_files_allowed() - 64)))
     log.info("model %s (%s %s, %s on %s, %d threads), %d classes", clf.file, r.metadata.get("format", "?"),
              r.metadata.get("precision", "?"), r.backend, r.provider, r.threads, len(clf.info.classes))
+    log.info("chosen: %s", clf.reason)
     log.info("serving on http://%s:%d (docs at /docs, health at /health)", args.host, args.port)
     limits = ServerLimits(max_inflight=args.max_inflight, queue_timeout=args.queue_timeout,
                           sandbox=SandboxLimits(args.decoders, args.decode_deadline, args.decode_memory << 20))

@@ -85,3 +85,23 @@ def test_without_a_gpu_gpu_rows_are_unavailable_with_a_reason(report, tiny_data,
     assert reasons["keras predict"] == "no GPU visible to TensorFlow"
     assert reasons["onnx fp32"].startswith("no GPU provider in onnxruntime")
     assert "CPU" in reasons["tflite int8"]
+
+
+def test_a_file_the_manifest_does_not_list_or_a_changed_one_is_not_measured(converted, tmp_path):
+    from benchmarks.rows import load, targets
+    from runtime.errors import BackendUnavailable, ModelError
+    from runtime.manifest import Manifest
+
+    bundle = tmp_path / "b"
+    shutil.copytree(converted, bundle)
+    m = Manifest.read(bundle)
+    m.artifacts = [a for a in m.artifacts if a["file"] != "model.int8.onnx"]
+    m.write(bundle)
+    with open(bundle / "model.fp32.onnx", "ab") as f:
+        f.write(b"\0")
+    rows = {t.name: t for t in targets(bundle)}
+    with pytest.raises(BackendUnavailable, match="model.int8.onnx is not in the manifest .a file left from an"):
+        load(rows["onnx int8"], "cpu")
+    with pytest.raises(ModelError, match="model.fp32.onnx: its hash differs from the manifest"):
+        load(rows["onnx fp32"], "cpu")
+    assert load(rows["tflite fp32"], "cpu").infer(np.zeros((1, 71, 71, 3), np.float32)).shape == (1, 3)

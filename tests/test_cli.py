@@ -203,14 +203,14 @@ def test_every_flag_has_help_and_no_help_shows_rst_markup():
 
 
 def test_no_verified_artifact_names_what_failed_and_the_next_command():
-    from runtime.classifier import pick_artifact
+    from runtime.choice import choose
     from runtime.errors import ModelError
     from runtime.manifest import Manifest
 
     m = Manifest.for_model("real", ["a", "b"], 150, {"file": "model.keras", "sha256": "x"})
     m.artifacts = [{"file": "model.int8.onnx", "format": "onnx", "precision": "int8", "parity": {"passed": False}}]
     with pytest.raises(ModelError) as e:
-        pick_artifact(m, None, "int8")
+        choose(m, None, "int8")
     assert str(e.value) == ("bundle real: no verified int8 artifact (model.int8.onnx failed parity); run "
                             "`python -m convert BUNDLE --calibration DIR` or drop --format/--precision")
 
