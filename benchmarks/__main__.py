@@ -54,15 +54,15 @@ class Subject:
 def subject(args) -> Subject:
     """The Subject of ``args.bundle``: a bundle folder (its manifest) or a bare file (its metadata or flags)."""
     from benchmarks.rows import file_target, targets
+    from runtime.bundle import Manifest
     from runtime.classifier import Classifier
     from runtime.cli import model_overrides
     from runtime.errors import ModelError
-    from runtime.manifest import Manifest
 
     if args.bundle.is_dir():
         m = Manifest.read(args.bundle)
-        size = (m.input["height"], m.input["width"])
-        return Subject(m.name, m.classes, size, m.preprocessing.get("mode", "xception"), targets(args.bundle),
+        size = (m.input.height, m.input.width)
+        return Subject(m.name, list(m.classes), size, m.preprocessing.mode, targets(args.bundle),
                        args.bundle / "model.fp32.onnx", {})
     if not args.bundle.is_file():
         raise ModelError(f"no bundle or model file at {args.bundle}")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.bundle import Manifest
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, first_line
 from runtime.files import sha256
 from runtime.formats import FORMATS
-from runtime.manifest import Manifest
 from runtime.parity import compare
 from runtime.preprocessing import preprocess
 
@@ -65,7 +65,7 @@ def targets(bundle: Path) -> list[Target]:
     the hash its manifest entry records (a file the manifest does not list is not measured)."""
     keras = bundle / "model.keras"
     rows = [Target("keras predict", "keras", "fp32", keras), Target("keras compiled", "keras", "fp32", keras)]
-    listed = {a["file"]: a.get("sha256") for a in Manifest.read(bundle).artifacts}
+    listed = {a.file: a.sha256 for a in Manifest.read(bundle).artifacts}
     return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p), True, listed.get(FORMATS[f].file(p)))
                    for f in FORMATS for p in FORMATS[f].precisions]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from benchmarks.rows import ROOT, Target, cold_start
 from benchmarks.timing import latency
+from runtime.bundle import Manifest
 from runtime.choice import choose
 from runtime.classifier import Classifier
 from runtime.cli import command_parser, positive_int
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
 from runtime.formats import FORMATS
-from runtime.manifest import Manifest
 from runtime.preprocessing import preprocess
 
 
@@ -74,15 +74,15 @@ def install_size_mb(extra: str) -> float:
 def measure(bundle: Path, fmt: str, image: str, cold_runs: int, runs: int, with_size: bool) -> RuntimeRow:
     """All figures for the fastest verified artifact of ``fmt``."""
     art = choose(Manifest.read(bundle), fmt).entry
-    clf = Classifier.load(bundle, fmt, art["precision"])
+    clf = Classifier.load(bundle, fmt, art.precision)
     jpeg = Path(image).read_bytes()
     x = clf.preprocess(io.BytesIO(jpeg))[None]
     bare = latency(bare_call(clf, x), runs=runs).p50
     wrapped = latency(lambda: clf.predict_batch(x), runs=runs).p50
     e2e = latency(lambda: clf.predict([io.BytesIO(jpeg)]), runs=runs).p50
-    target = Target(art["file"], fmt, art["precision"], bundle / art["file"])
+    target = Target(art.file, fmt, art.precision, bundle / art.file)
     cold = statistics.median(cold_start(target, image, "cpu")[0] for _ in range(cold_runs))
-    return RuntimeRow(art["file"], cold, bare, wrapped, e2e, e2e / bare - 1,
+    return RuntimeRow(art.file, cold, bare, wrapped, e2e, e2e / bare - 1,
                       install_size_mb(FORMATS[fmt].extra) if with_size else None)
 
 

@@ -1,7 +1,7 @@
 """The conversion loop: for each (format, precision) of the table, export, verify, then publish."""
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +12,11 @@ from convert.calibration import calibration_set, synthetic_set
 from convert.errors import ConvertError, ExportError
 from convert.parity import check
 from convert.source import Source
+from runtime.bundle import Artifact
 from runtime.choice import this_machine
 from runtime.cli import progress_options
 from runtime.errors import RuntimeToolkitError, first_line
-from runtime.files import replacing, sha256
+from runtime.files import replacing
 from runtime.formats import FORMATS
 from runtime.images import ImageSet, load_images
 from runtime.parity import Parity, compare
@@ -25,7 +26,7 @@ LATENCY_RUNS = 10
 
 
 @dataclass
-class Artifact:
+class Export:
     """The outcome of one export: published with its parity, or failed with a reason."""
 
     format: str
@@ -38,11 +39,10 @@ class Artifact:
     notes: dict | None = None
     error: str | None = None
 
-    def manifest_entry(self, bundle: Path) -> dict:
-        """The manifest's record of a published artifact."""
-        return {"file": self.file, "format": self.format, "precision": self.precision, "bytes": self.bytes,
-                "sha256": sha256(bundle / self.file), "latency_ms": self.latency_ms, "measured_on": this_machine(),
-                "parity": asdict(self.parity), **(self.notes or {})}
+    def record(self, bundle: Path) -> Artifact:
+        """The manifest's record of this export, once published in ``bundle``."""
+        return Artifact.of(bundle, self.file, self.format, self.precision, self.parity, self.latency_ms,
+                           this_machine(), self.notes)
 
 
 def batch1_latency_ms(runner, batch: np.ndarray) -> float:
@@ -57,9 +57,9 @@ def batch1_latency_ms(runner, batch: np.ndarray) -> float:
 
 
 def build(source: Source, bundle: Path, fmt: str, precision: str, ref: np.ndarray, images: ImageSet,
-          calibration: ImageSet | None, exporter) -> Artifact:
+          calibration: ImageSet | None, exporter) -> Export:
     """Export one artifact under a temporary name, check parity, then rename it into place."""
-    art = Artifact(fmt, precision, FORMATS[fmt].file(precision), 0.0)
+    art = Export(fmt, precision, FORMATS[fmt].file(precision), 0.0)
     t = time.perf_counter()
     try:
         with replacing(bundle / art.file) as tmp:
@@ -80,10 +80,10 @@ def build(source: Source, bundle: Path, fmt: str, precision: str, ref: np.ndarra
 
 
 def convert(source: Source, bundle: Path, formats, precisions, parity_dir, parity_count: int,
-            calibration_dir=None, calibration_count=200, exporters=EXPORTERS) -> list[Artifact]:
+            calibration_dir=None, calibration_count=200, exporters=EXPORTERS) -> list[Export]:
     """Build every requested artifact; the manifest is rewritten after each one that passes."""
     m = source.manifest
-    mode = m.preprocessing.get("mode", "xception")
+    mode = m.preprocessing.mode
     if "int8" in precisions and calibration_dir is None:
         raise ConvertError("int8 needs --calibration DIR (at least 100 real images), "
                            "or leave it out: --precisions fp32,fp16")
@@ -100,7 +100,7 @@ def convert(source: Source, bundle: Path, formats, precisions, parity_dir, parit
         art = build(source, bundle, fmt, precision, ref, images, calibration, exporters[fmt])
         results.append(art)
         if art.error is None:
-            m.artifacts = [a for a in m.artifacts if a["file"] != art.file] + [art.manifest_entry(bundle)]
+            m = m.with_artifact(art.record(bundle))
             m.write(bundle)
     m.write(bundle)
     return results

@@ -6,9 +6,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from convert.errors import ConvertError
-from convert.pipeline import Artifact, convert
+from convert.pipeline import Export, convert
 from convert.source import make_bundle, open_source
-from runtime.manifest import Manifest
+from runtime.bundle import Manifest
 
 
 @contextmanager
@@ -57,7 +57,7 @@ def precisions(args) -> list[str]:
     return ["fp32", "fp16", "int8"]
 
 
-def table(results: list[Artifact]) -> str:
+def table(results: list[Export]) -> str:
     """Markdown: format, precision, size, seconds to convert, parity against Keras."""
     rows = ["| file | MB | convert s | max abs diff | mean abs diff | diff / range | top-1 agree | top-5 overlap "
             "| accuracy keras -> export | b1 ms | parity |", "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from convert.errors import SourceError
+from runtime.bundle import Manifest
+from runtime.bundle import Source as SourceRecord
 from runtime.errors import first_line
 from runtime.files import replacing, sha256
-from runtime.manifest import Manifest
 
 
 @dataclass
@@ -25,13 +26,13 @@ class Source:
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.manifest.input["height"], self.manifest.input["width"]
+        return self.manifest.input.height, self.manifest.input.width
 
     def metadata(self, fmt: str, precision: str) -> dict:
         """What a model file carries so that it predicts labels alone."""
-        m = self.manifest
-        return {"name": m.name, "classes": m.classes, "input": m.input, "preprocessing": m.preprocessing,
-                "output": m.output, "format": fmt, "precision": precision, "source_sha256": m.source["sha256"]}
+        d = self.manifest.to_dict()
+        return {**{k: d[k] for k in ("name", "classes", "input", "preprocessing", "output")}, "format": fmt,
+                "precision": precision, "source_sha256": self.manifest.source.sha256}
 
     def saved_model(self) -> Path:
         """The model exported once as a TF SavedModel (Keras 3's ``model.export``)."""
@@ -62,16 +63,15 @@ def load_keras(path):
 def open_source(bundle: Path) -> Source:
     """Load ``bundle/model.keras``; refresh the manifest's source hash if the model changed."""
     manifest = Manifest.read(bundle)
-    model_file = bundle / manifest.source.get("file", "model.keras")
+    model_file = bundle / manifest.source.file
     model = load_keras(model_file)
     digest = sha256(model_file)
-    if manifest.source.get("sha256") != digest:
-        manifest.source["sha256"], manifest.artifacts = digest, []
+    manifest = manifest.with_source(SourceRecord(manifest.source.file, digest, manifest.source.details))
     shape = model.input_shape
     fixed = [d for d in shape[1:3] if d is not None]
-    if fixed and (shape[1], shape[2]) != (manifest.input["height"], manifest.input["width"]):
+    if fixed and (shape[1], shape[2]) != (manifest.input.height, manifest.input.width):
         raise SourceError(f"{model_file}: input {shape[1:3]} differs from the manifest's "
-                          f"{manifest.input['height']}x{manifest.input['width']}")
+                          f"{manifest.input.height}x{manifest.input.width}")
     if model.output_shape[-1] != len(manifest.classes):
         raise SourceError(f"{model_file}: {model.output_shape[-1]} outputs but {len(manifest.classes)} classes")
     return Source(model, manifest, Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle)))
@@ -79,9 +79,6 @@ def open_source(bundle: Path) -> Source:
 
 def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | None = None) -> Path:
     """Turn a user's own ``.keras``/``.h5`` model into a bundle (model.keras + manifest)."""
-    import keras
-    import tensorflow as tf
-
     if not classes:
         raise SourceError("a bare model needs --classes (comma-separated, in output order)")
     model = load_keras(model_path)
@@ -95,8 +92,5 @@ def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | Non
     out.mkdir(parents=True, exist_ok=True)
     with replacing(out / "model.keras", ".keras") as tmp:
         model.save(tmp)
-    size = h
-    source = {"file": "model.keras", "sha256": sha256(out / "model.keras"), "tensorflow": tf.__version__,
-              "keras": keras.__version__, "from": str(model_path)}
-    Manifest.for_model(out.name, classes, size, source).write(out)
+    Manifest.for_model(out.name, classes, h, SourceRecord.of(out, **{"from": str(model_path)})).write(out)
     return out

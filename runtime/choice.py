@@ -10,10 +10,10 @@ fix the choice.
 
 from dataclasses import dataclass
 
+from runtime.bundle import Artifact, Manifest
 from runtime.cpuinfo import cpu_info
 from runtime.errors import BackendUnavailable, ModelError
 from runtime.formats import FORMATS
-from runtime.manifest import Manifest
 
 ORDER = {"cpu": [("onnx", "int8"), ("tflite", "int8"), ("tflite", "fp16"), ("onnx", "fp32"), ("tflite", "fp32"),
                  ("onnx", "fp16")],
@@ -24,7 +24,7 @@ ORDER = {"cpu": [("onnx", "int8"), ("tflite", "int8"), ("tflite", "fp16"), ("onn
 class Choice:
     """The chosen artifact's manifest entry and why it was chosen, in words."""
 
-    entry: dict
+    entry: Artifact
     reason: str
 
 
@@ -36,19 +36,19 @@ def this_machine() -> str:
 def choose(manifest: Manifest, fmt=None, precision=None, device="cpu") -> Choice:
     """The artifact to load: verified, matching ``fmt``/``precision``, runnable on ``device`` here."""
     wanted = "/".join(x for x in (fmt, precision) if x) or "any"
-    verified = [a for a in manifest.artifacts if a.get("parity", {}).get("passed")
-                and (fmt is None or a["format"] == fmt) and (precision is None or a["precision"] == precision)]
-    on_device = [a for a in verified if device in FORMATS[a["format"]].devices]
-    runnable = [a for a in on_device if FORMATS[a["format"]].installed()]
+    verified = [a for a in manifest.verified()
+                if (fmt is None or a.format == fmt) and (precision is None or a.precision == precision)]
+    on_device = [a for a in verified if device in FORMATS[a.format].devices]
+    runnable = [a for a in on_device if FORMATS[a.format].installed()]
     if not runnable:
         if on_device:
-            hints = sorted({FORMATS[a["format"]].install_hint() for a in on_device})
+            hints = sorted({FORMATS[a.format].install_hint() for a in on_device})
             raise BackendUnavailable(f"bundle {manifest.name}: verified {wanted} artifacts need a runtime that "
                                      f"is not installed: {'; or '.join(hints)}")
         if verified:
             raise BackendUnavailable(f"bundle {manifest.name}: no verified {wanted} artifact runs on {device} "
-                                     f"({', '.join(sorted({a['format'] for a in verified}))} runs on the CPU only)")
-        refused = [a["file"] for a in manifest.artifacts if not a.get("parity", {}).get("passed")]
+                                     f"({', '.join(sorted({a.format for a in verified}))} runs on the CPU only)")
+        refused = [a.file for a in manifest.artifacts if not a.parity.passed]
         raise ModelError(f"bundle {manifest.name}: no verified {wanted} artifact"
                          + (f" ({', '.join(refused)} failed parity)" if refused else "")
                          + "; run `python -m convert BUNDLE --calibration DIR`"
@@ -56,10 +56,10 @@ def choose(manifest: Manifest, fmt=None, precision=None, device="cpu") -> Choice
     if len(runnable) == 1:
         return Choice(runnable[0], "the only verified artifact that matches and runs here")
     here = this_machine()
-    if device == "cpu" and all(a.get("measured_on") == here and a.get("latency_ms") for a in runnable):
-        best = min(runnable, key=lambda a: a["latency_ms"])
-        return Choice(best, f"fastest at batch 1 on this CPU when converted ({best['latency_ms']:.1f} ms)")
+    if device == "cpu" and all(a.measured_on == here and a.latency_ms for a in runnable):
+        best = min(runnable, key=lambda a: a.latency_ms)
+        return Choice(best, f"fastest at batch 1 on this CPU when converted ({best.latency_ms:.1f} ms)")
     rank = {key: i for i, key in enumerate(ORDER[device])}
-    best = min(runnable, key=lambda a: rank.get((a["format"], a["precision"]), len(rank)))
+    best = min(runnable, key=lambda a: rank.get((a.format, a.precision), len(rank)))
     return Choice(best, f"first verified in the {device} order ({', '.join(f'{p} {f}' for f, p in ORDER[device])}); "
                         "latencies in the manifest were measured on another CPU")

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.bundle import FILE as MANIFEST
+from runtime.bundle import Manifest, ManifestError, artifact_path
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
-from runtime.files import sha256
 from runtime.formats import FORMATS, format_of
-from runtime.manifest import FILE as MANIFEST
-from runtime.manifest import Manifest, ManifestError
 from runtime.preprocessing import DEFAULT_LIMITS, MODES, DecodeLimits, preprocess
 
 DEFAULT_MODEL = "artifacts/default"
@@ -67,7 +66,7 @@ def manifest_beside(path: Path) -> dict:
     if not (path.parent / MANIFEST).is_file():
         return {}
     try:
-        return vars(Manifest.read(path.parent))
+        return Manifest.read(path.parent).to_dict()
     except ManifestError:
         return {}
 
@@ -96,12 +95,9 @@ class Classifier:
         if path.is_dir():
             manifest = Manifest.read(path)
             choice = choose(manifest, fmt, precision, device)
-            art = choice.entry
-            file = path / art["file"]
-            if not file.is_file() or sha256(file) != art.get("sha256"):
-                raise ModelError(f"{file}: missing or its hash differs from {MANIFEST}")
-            runner = FORMATS[art["format"]].load(file, threads, device)
-            return cls(runner, ModelInfo.from_dict(vars(manifest), str(path), overrides), str(file), limits,
+            file = artifact_path(path, choice.entry)
+            runner = FORMATS[choice.entry.format].load(file, threads, device)
+            return cls(runner, ModelInfo.from_dict(manifest.to_dict(), str(path), overrides), str(file), limits,
                        choice.reason)
         if not path.is_file():
             raise ModelError(f"{path} is neither a model file nor a bundle folder")

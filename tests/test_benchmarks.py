@@ -1,5 +1,6 @@
 """The benchmark on the tiny bundle: columns filled or explained, parity recomputed, unavailable rows."""
 
+import dataclasses
 import json
 import shutil
 
@@ -89,14 +90,13 @@ def test_without_a_gpu_gpu_rows_are_unavailable_with_a_reason(report, tiny_data,
 
 def test_a_file_the_manifest_does_not_list_or_a_changed_one_is_not_measured(converted, tmp_path):
     from benchmarks.rows import load, targets
+    from runtime.bundle import Manifest
     from runtime.errors import BackendUnavailable, ModelError
-    from runtime.manifest import Manifest
 
     bundle = tmp_path / "b"
     shutil.copytree(converted, bundle)
     m = Manifest.read(bundle)
-    m.artifacts = [a for a in m.artifacts if a["file"] != "model.int8.onnx"]
-    m.write(bundle)
+    dataclasses.replace(m, artifacts=tuple(a for a in m.artifacts if a.file != "model.int8.onnx")).write(bundle)
     with open(bundle / "model.fp32.onnx", "ab") as f:
         f.write(b"\0")
     rows = {t.name: t for t in targets(bundle)}

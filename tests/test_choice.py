@@ -1,23 +1,25 @@
 """Which artifact answers: verified, on the device asked for, with its runtime installed, fast here."""
 
+import dataclasses
 import json
 import sys
 
 import pytest
 
+from runtime.bundle import Artifact, Manifest, Source
 from runtime.choice import choose, this_machine
 from runtime.classifier import Classifier
 from runtime.errors import BackendUnavailable
-from runtime.manifest import Manifest
+from runtime.parity import Parity
 from tests.conftest import run_module
 
 
 def bundle(*entries) -> Manifest:
     """A manifest with artifacts given as (format, precision, latency_ms, measured_on, passed)."""
-    m = Manifest.for_model("b", ["a", "b"], 150, {"file": "model.keras", "sha256": "x"})
-    m.artifacts = [{"file": f"model.{p}.{f}", "format": f, "precision": p, "latency_ms": ms, "measured_on": on,
-                    "parity": {"passed": ok}} for f, p, ms, on, ok in entries]
-    return m
+    m = Manifest.for_model("b", ["a", "b"], 150, Source("model.keras", "x"))
+    return dataclasses.replace(m, artifacts=tuple(
+        Artifact(f"model.{p}.{f}", f, p, 1, "x", Parity(1, 0, 0, 0, 1, 1, passed=ok), ms, on)
+        for f, p, ms, on, ok in entries))
 
 
 def test_latencies_measured_on_this_cpu_decide():
@@ -25,18 +27,18 @@ def test_latencies_measured_on_this_cpu_decide():
     m = bundle(("onnx", "fp32", 30.0, here, True), ("tflite", "fp16", 40.0, here, True),
                ("onnx", "int8", 5.0, here, False))
     choice = choose(m)
-    assert choice.entry["file"] == "model.fp32.onnx" and "on this CPU" in choice.reason
+    assert choice.entry.file == "model.fp32.onnx" and "on this CPU" in choice.reason
 
 
 def test_latencies_from_another_cpu_give_way_to_the_documented_order():
     m = bundle(("onnx", "fp32", 30.0, "another CPU", True), ("tflite", "fp16", 40.0, "another CPU", True))
     choice = choose(m)
-    assert choice.entry["file"] == "model.fp16.tflite" and "another CPU" in choice.reason
+    assert choice.entry.file == "model.fp16.tflite" and "another CPU" in choice.reason
 
 
 def test_the_gpu_takes_only_formats_that_run_there():
     m = bundle(("tflite", "fp16", 1.0, None, True), ("onnx", "fp32", 9.0, None, True))
-    assert choose(m, device="gpu").entry["file"] == "model.fp32.onnx"
+    assert choose(m, device="gpu").entry.file == "model.fp32.onnx"
     with pytest.raises(BackendUnavailable, match="no verified any artifact runs on gpu .tflite runs on the CPU"):
         choose(bundle(("tflite", "fp16", 1.0, None, True)), device="gpu")
 
@@ -44,7 +46,7 @@ def test_the_gpu_takes_only_formats_that_run_there():
 def test_a_missing_runtime_moves_the_choice_or_names_what_to_install(monkeypatch):
     m = bundle(("onnx", "fp32", 1.0, None, True), ("tflite", "fp32", 9.0, None, True))
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    assert choose(m).entry["file"] == "model.fp32.tflite"
+    assert choose(m).entry.file == "model.fp32.tflite"
     for module in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
         monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(BackendUnavailable, match=r"edge-classifier\[litert\].*; or pip install 'edge-classifier\[onnx"):

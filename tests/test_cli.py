@@ -1,6 +1,7 @@
 """What a user meets at the command line: checked flags, one-line errors, bare model files, compare."""
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -203,12 +204,14 @@ def test_every_flag_has_help_and_no_help_shows_rst_markup():
 
 
 def test_no_verified_artifact_names_what_failed_and_the_next_command():
+    from runtime.bundle import Artifact, Manifest, Source
     from runtime.choice import choose
     from runtime.errors import ModelError
-    from runtime.manifest import Manifest
+    from runtime.parity import Parity
 
-    m = Manifest.for_model("real", ["a", "b"], 150, {"file": "model.keras", "sha256": "x"})
-    m.artifacts = [{"file": "model.int8.onnx", "format": "onnx", "precision": "int8", "parity": {"passed": False}}]
+    m = Manifest.for_model("real", ["a", "b"], 150, Source("model.keras", "x"))
+    failed = Artifact("model.int8.onnx", "onnx", "int8", 1, "x", Parity(1, 0, 0, 0, 0.9, 1))
+    m = dataclasses.replace(m, artifacts=(failed,))
     with pytest.raises(ModelError) as e:
         choose(m, None, "int8")
     assert str(e.value) == ("bundle real: no verified int8 artifact (model.int8.onnx failed parity); run "

@@ -12,11 +12,11 @@ import pytest
 
 from convert.errors import CalibrationError
 from convert.parity import THRESHOLDS, judge
+from runtime.bundle import Manifest
 from runtime.classifier import Classifier
 from runtime.files import sha256
 from runtime.formats import FORMATS
 from runtime.images import list_images
-from runtime.manifest import Manifest
 from runtime.parity import compare
 from runtime.preprocessing import preprocess_batch
 from runtime.tflite_metadata import read_metadata
@@ -33,13 +33,13 @@ def keras_logits(bundle, images):
 
 def test_six_artifacts_with_matching_hashes(converted):
     m = Manifest.read(converted)
-    assert {(a["format"], a["precision"]) for a in m.artifacts} == ALL
+    assert {(a.format, a.precision) for a in m.artifacts} == ALL
     for a in m.artifacts:
-        path = converted / a["file"]
-        assert a["file"] == FORMATS[a["format"]].file(a["precision"])
-        assert sha256(path) == a["sha256"] and path.stat().st_size == a["bytes"]
-        assert a["parity"]["passed"] and a["latency_ms"] > 0
-    assert m.source["sha256"] == sha256(converted / "model.keras")
+        path = converted / a.file
+        assert a.file == FORMATS[a.format].file(a.precision)
+        assert sha256(path) == a.sha256 and path.stat().st_size == a.bytes
+        assert a.parity.passed and a.latency_ms > 0
+    assert m.source.sha256 == sha256(converted / "model.keras")
     assert not [p for p in converted.iterdir() if p.name.startswith(".")]
 
 
@@ -50,17 +50,17 @@ def test_every_artifact_agrees_with_keras_independently(converted, tiny_data):
     logit_range = np.ptp(ref)
     assert logit_range > 1.0, "the tiny model must have separated logits for parity to mean anything"
     for a in Manifest.read(converted).artifacts:
-        out = Classifier.load(converted, a["format"], a["precision"]).runner.infer(x)
+        out = Classifier.load(converted, a.format, a.precision).runner.infer(x)
         agree = np.mean(out.argmax(1) == ref.argmax(1))
-        assert agree >= THRESHOLDS[a["precision"]].min_top1_agreement, a["file"]
-        if a["precision"] == "fp32":
-            assert np.abs(out - ref).max() <= 1e-4 * logit_range, a["file"]
+        assert agree >= THRESHOLDS[a.precision].min_top1_agreement, a.file
+        if a.precision == "fp32":
+            assert np.abs(out - ref).max() <= 1e-4 * logit_range, a.file
 
 
 def test_metadata_is_read_from_each_file_alone(converted, tmp_path):
     for a in Manifest.read(converted).artifacts:
-        alone = tmp_path / a["file"]
-        shutil.copy(converted / a["file"], alone)
+        alone = tmp_path / a.file
+        shutil.copy(converted / a.file, alone)
         clf = Classifier.load(alone)
         assert clf.info.classes == ["blue", "green", "red"]
         assert (clf.info.height, clf.info.width, clf.info.mode) == (71, 71, "xception")
@@ -129,7 +129,7 @@ def test_tampered_export_is_rejected_and_not_published(tiny_bundle, tiny_data, t
         source.close()
     assert results[0].error.startswith("model.fp32.onnx: parity failed: max logit diff")
     assert not (bundle / "model.fp32.onnx").exists()
-    assert Manifest.read(bundle).artifacts == []
+    assert Manifest.read(bundle).artifacts == ()
     assert [p.name for p in bundle.iterdir() if p.name.startswith(".")] == []
 
 
@@ -157,7 +157,7 @@ def test_interrupted_conversion_leaves_no_final_file(tiny_bundle, tiny_data, tmp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert time.time() < deadline, "the conversion never started writing"
-    listed = {a["file"]: a["sha256"] for a in Manifest.read(bundle).artifacts}
+    listed = {a.file: a.sha256 for a in Manifest.read(bundle).artifacts}
     finals = {p.name for p in bundle.glob("model.*.*") if p.suffix in (".onnx", ".tflite")}
     assert finals == set(listed)
     for name, digest in listed.items():
@@ -179,8 +179,8 @@ def test_legacy_h5_model_converts(tiny_bundle, tiny_data, tmp_path):
                "--parity", str(tiny_data / "validation")])
     assert rc == 0
     m = Manifest.read(out)
-    assert {a["file"] for a in m.artifacts} == {"model.fp32.tflite", "model.fp32.onnx"}
-    assert all(a["parity"]["passed"] and a["parity"]["top1_agreement"] == 1.0 for a in m.artifacts)
+    assert {a.file for a in m.artifacts} == {"model.fp32.tflite", "model.fp32.onnx"}
+    assert all(a.parity.passed and a.parity.top1_agreement == 1.0 for a in m.artifacts)
 
 
 def test_calibration_refuses_repeated_images(tiny_data, tmp_path):

@@ -1,5 +1,6 @@
 """Broken model files and bundles are refused in one line; a failed conversion keeps the old bundle."""
 
+import dataclasses
 import json
 import resource
 import shutil
@@ -10,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
+from runtime.bundle import Manifest
 from runtime.classifier import Classifier
 from runtime.errors import ModelError
 from runtime.files import sha256
-from runtime.manifest import Manifest
 from tests.conftest import ROOT, run_module
 
 onnx = pytest.importorskip("onnx")
@@ -46,8 +47,7 @@ def test_class_count_mismatch_is_refused(converted, tmp_path):
     bundle = tmp_path / "b"
     shutil.copytree(converted, bundle)
     m = Manifest.read(bundle)
-    m.classes.append("purple")
-    m.write(bundle)
+    dataclasses.replace(m, classes=(*m.classes, "purple")).write(bundle)
     with pytest.raises(ModelError, match="3 outputs but 4 classes"):
         Classifier.load(bundle, "onnx", "fp32")
 

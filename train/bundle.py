@@ -7,8 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from runtime.files import replacing, sha256, write_json
-from runtime.manifest import Manifest
+from runtime.bundle import Manifest, Source
+from runtime.files import replacing, write_json
 from train.checkpoint import save_atomic
 from train.data import Batches, ImageFolder
 from train.errors import TrainError
@@ -61,13 +61,9 @@ def publish(result: FitResult, out, test: Evaluation | None, sep: Separation):
     return model
 
 
-def write_manifest(out: Path, classes, size: int, **source):
+def write_manifest(out: Path, classes, size: int, **details):
     """The bundle's manifest for its model.keras, with no artifacts yet."""
-    import tensorflow as tf
-
-    source = {"file": MODEL, "sha256": sha256(out / MODEL), "tensorflow": tf.__version__,
-              "keras": keras.__version__, **source}
-    Manifest.for_model(out.name, classes, size, source).write(out)
+    Manifest.for_model(out.name, classes, size, Source.of(out, MODEL, **details)).write(out)
 
 
 def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
@@ -95,5 +91,5 @@ def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
     save_atomic(model, out / MODEL)
     old_manifest = Manifest.read(bundle)
     write_manifest(out, old_manifest.classes, size, resized_from=str(bundle / MODEL),
-                   base_weights=old_manifest.source.get("base_weights"))
+                   base_weights=old_manifest.source.details.get("base_weights"))
     return out / MODEL

@@ -1,0 +1,77 @@
+"""The bundle contract: every malformed manifest field refused by name, paths kept inside the bundle."""
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+from runtime.bundle import FILE, Manifest, ManifestError, Source, artifact_path
+from runtime.classifier import Classifier
+
+
+def edited(converted, tmp_path, edit):
+    """A copy of the converted bundle whose manifest JSON went through ``edit(data)``."""
+    bundle = tmp_path / "b"
+    shutil.copytree(converted, bundle)
+    data = json.loads((bundle / FILE).read_text())
+    edit(data)
+    (bundle / FILE).write_text(json.dumps(data))
+    return bundle
+
+
+def set_first_artifact(key, value):
+    return lambda d: d["artifacts"][0].__setitem__(key, value)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.__setitem__("schema", 2), "schema 2, expected 1"),
+    (lambda d: d.__setitem__("classes", "abc"), "classes: expected list"),
+    (lambda d: d.__setitem__("classes", ["a", "a", "b"]), "distinct non-empty"),
+    (lambda d: d["input"].__setitem__("height", "71"), "input.height: expected int"),
+    (lambda d: d["input"].__setitem__("width", True), "input.width: expected int"),
+    (lambda d: d["preprocessing"].__setitem__("mode", "magic"), "unknown mode"),
+    (lambda d: d["source"].pop("sha256"), "source.sha256: expected str"),
+    (lambda d: d.__setitem__("artifacts", {}), "artifacts: expected list"),
+    (set_first_artifact("format", "pt"), "unknown format/precision pt/"),
+    (set_first_artifact("file", "../model.fp32.onnx"), "not a file name inside the bundle"),
+    (set_first_artifact("file", "/etc/passwd"), "not a file name inside the bundle"),
+    (set_first_artifact("bytes", 1.5), r"artifacts\[0\].bytes: expected int"),
+    (set_first_artifact("latency_ms", "fast"), "latency_ms: expected"),
+    (set_first_artifact("parity", {"passed": True}), "parity: .*missing"),
+    (lambda d: d["artifacts"].append(d["artifacts"][0]), "listed twice"),
+])
+def test_malformed_manifests_are_refused_naming_the_field(converted, tmp_path, edit, match):
+    bundle = edited(converted, tmp_path, edit)
+    with pytest.raises(ManifestError, match=match):
+        Manifest.read(bundle)
+    with pytest.raises(ManifestError):
+        Classifier.load(bundle)
+
+
+def test_a_manifest_round_trips_and_old_parity_records_still_read(converted, tmp_path):
+    m = Manifest.read(converted)
+    bundle = edited(converted, tmp_path, lambda d: [a["parity"].__setitem__("failure", None) or
+                                                    a["parity"].pop("failures") for a in d["artifacts"]])
+    assert Manifest.read(bundle) == m
+    m.write(tmp_path)
+    assert Manifest.read(tmp_path) == m
+
+
+def test_a_symlink_leaving_the_bundle_is_refused(converted, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(converted, bundle)
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.move(bundle / "model.fp32.onnx", outside)
+    (bundle / "model.fp32.onnx").symlink_to(outside)
+    entry = Manifest.read(bundle).entry("model.fp32.onnx")
+    with pytest.raises(ManifestError, match="symlink that leaves the bundle"):
+        artifact_path(bundle, entry)
+
+
+def test_a_changed_source_model_clears_the_artifacts_and_the_same_keeps_them(converted):
+    m = Manifest.read(converted)
+    assert m.with_source(m.source).artifacts == m.artifacts
+    changed = m.with_source(dataclasses.replace(m.source, sha256="0" * 64))
+    assert changed.artifacts == () and changed.source.details == m.source.details
+    assert Source.of(converted).sha256 == m.source.sha256
