@@ -44,10 +44,9 @@ class Subject:
 
     name: str
     classes: list[str]
-    size: tuple[int, int]
-    mode: str
+    spec: object  # runtime.preprocessing.ImageSpec, imported with the rest when the benchmark runs
     targets: list
-    macs_file: Path  # the fp32 ONNX whose Conv/MatMul/Gemm nodes are counted, when there is one
+    macs_file: Path | None  # the fp32 ONNX whose Conv/MatMul/Gemm nodes are counted, when there is one
     overrides: dict
 
 
@@ -61,15 +60,14 @@ def subject(args) -> Subject:
 
     if args.bundle.is_dir():
         m = Manifest.read(args.bundle)
-        size = (m.input.height, m.input.width)
-        return Subject(m.name, list(m.classes), size, m.preprocessing.mode, targets(args.bundle),
-                       args.bundle / "model.fp32.onnx", {})
+        onnx = m.entry("model.fp32.onnx")
+        return Subject(m.name, list(m.classes), m.spec(), targets(args.bundle),
+                       args.bundle / onnx.file if onnx else None, {})
     if not args.bundle.is_file():
         raise ModelError(f"no bundle or model file at {args.bundle}")
     overrides = model_overrides(args)
     info = Classifier.load(args.bundle, overrides=overrides).info
-    return Subject(args.bundle.stem, info.classes, (info.height, info.width), info.mode, file_target(args.bundle),
-                   args.bundle, overrides)
+    return Subject(args.bundle.stem, info.classes, info.spec, file_target(args.bundle), args.bundle, overrides)
 
 
 def main(argv=None) -> int:
@@ -92,24 +90,24 @@ def main(argv=None) -> int:
         return error(f"--images {args.images}: no such folder")
     try:
         sub = subject(args)
-        images = load_images(args.images, sub.size, sub.classes, args.limit, sub.mode)
+        images = load_images(args.images, sub.spec, sub.classes, args.limit)
     except RuntimeToolkitError as e:
         return error(str(e))
-    macs = count_macs(sub.macs_file) if sub.macs_file.suffix == ".onnx" and sub.macs_file.exists() else 0
+    macs = count_macs(sub.macs_file) if sub.macs_file and sub.macs_file.suffix == ".onnx" else 0
     peaks = matmul_peak_gflops()
     peak = max(peaks.values())
     rows, diffs, ref = [], {}, None
     for target in (bar := tqdm(sub.targets, desc="benchmark", unit="row", **progress_options())):
         bar.set_postfix_str(target.name)
-        row, out = measure(target, args.device, images, ref, macs, peak, Timing(args.runs, args.throughput_seconds),
-                           sub.overrides)
+        row, out = measure(target, args.device, images, sub.spec, ref, macs, peak,
+                           Timing(args.runs, args.throughput_seconds), sub.overrides)
         if target.name == "keras predict" and out is not None:
             ref = out
         if out is not None and ref is not None:
             diffs[target.name] = np.abs(out - ref).ravel()
         rows.append(row)
     head = {"bundle": sub.name, "device": args.device, "provenance": provenance(), "images": len(images.files),
-            "images_dir": str(args.images), "input": f"{sub.size[0]}x{sub.size[1]}", "gmacs": macs / 1e9,
+            "images_dir": str(args.images), "input": f"{sub.spec.height}x{sub.spec.width}", "gmacs": macs / 1e9,
             "matmul_peak_gflops": peak, "matmul_gflops_by_library": peaks, "goals": goals(rows),
             "logit_range": float(np.ptp(ref)) if ref is not None else None}
     out = args.out / (sub.name + ("-gpu" if args.device == "gpu" else ""))

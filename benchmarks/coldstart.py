@@ -1,7 +1,8 @@
 """Child process for cold-start timing: import, load, preprocess and predict one image, print JSON.
 
-``python -m benchmarks.coldstart keras|runtime PATH IMAGE [DEVICE [OVERRIDES_JSON]]``; the parent measures from
-before it spawned this process to the ``done`` timestamp printed here.
+``python -m benchmarks.coldstart keras|runtime PATH IMAGE [DEVICE [OVERRIDES_JSON [SPEC_JSON]]]``; the parent
+measures from before it spawned this process to the ``done`` timestamp printed here. The Keras model's images
+go through SPEC_JSON (an ImageSpec), the runtime's through the model's own metadata and the overrides.
 """
 
 import json
@@ -14,14 +15,15 @@ def main():
     kind, path, image = sys.argv[1:4]
     device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
     overrides = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-    from runtime.preprocessing import preprocess
+    spec = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
+    from runtime.preprocessing import ImageSpec
 
     if kind == "keras":
         import keras
 
         model = keras.models.load_model(path, compile=False)
         shape = model.input_shape
-        x = preprocess(image, (shape[1], shape[2]))[None]
+        x = ImageSpec(**{"height": shape[1], "width": shape[2], **spec}).load(image)[None]
         label = int(model.predict(x, verbose=0).argmax())
     else:
         from runtime.classifier import Classifier

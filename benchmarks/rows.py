@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,6 @@ from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, 
 from runtime.files import sha256
 from runtime.formats import FORMATS
 from runtime.parity import compare
-from runtime.preprocessing import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,13 +96,13 @@ def load(target: Target, device: str):
     return FORMATS[target.format].load(target.file, None, device)
 
 
-def cold_start(target: Target, image: str, device: str, overrides=None) -> tuple[float, float]:
+def cold_start(target: Target, image: str, device: str, overrides=None, spec=None) -> tuple[float, float]:
     """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB."""
     kind = "keras" if target.format == "keras" else "runtime"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.time()
     res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(target.file), image, device,
-                          json.dumps(overrides or {})],
+                          json.dumps(overrides or {}), json.dumps(asdict(spec) if spec else {})],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     if res.returncode != 0:
         raise ModelError(f"cold start failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -111,7 +110,7 @@ def cold_start(target: Target, image: str, device: str, overrides=None) -> tuple
     return out["done"] - start, out["peak_rss_mb"]
 
 
-def measure(target: Target, device: str, images, ref, macs: int, peak: float, timing,
+def measure(target: Target, device: str, images, spec, ref, macs: int, peak: float, timing,
             overrides=None) -> tuple[Row, np.ndarray]:
     """Measure one target; a missing backend or file gives an 'unavailable' row, an error a 'failed' one."""
     from benchmarks.timing import latency, throughput
@@ -136,8 +135,7 @@ def measure(target: Target, device: str, images, ref, macs: int, peak: float, ti
     lat = latency(lambda: runner.infer(one), runs=timing.runs)
     row.p50_ms, row.p90_ms, row.p99_ms = lat.p50, lat.p90, lat.p99
     jpeg = Path(images.files[0]).read_bytes()
-    size = images.batch.shape[1:3]
-    row.e2e_p50_ms = latency(lambda: runner.infer(preprocess(io.BytesIO(jpeg), size)[None]).argmax(),
+    row.e2e_p50_ms = latency(lambda: runner.infer(spec.load(io.BytesIO(jpeg))[None]).argmax(),
                              runs=timing.runs).p50
     b32 = np.resize(images.batch, (32, *images.batch.shape[1:]))
     row.throughput_b32 = throughput(lambda: runner.infer(b32), 32, timing.throughput_s)
@@ -145,7 +143,7 @@ def measure(target: Target, device: str, images, ref, macs: int, peak: float, ti
         row.gflops = 2 * macs * row.throughput_b32 / 1e9
         row.peak_share = row.gflops / peak
     try:
-        row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides)
+        row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides, spec)
     except ModelError as e:
         row.reason = str(e)
     return row, out

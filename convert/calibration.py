@@ -6,24 +6,24 @@ from PIL import Image
 
 from convert.errors import CalibrationError
 from runtime.images import ImageSet, load_images
-from runtime.preprocessing import to_array
+from runtime.preprocessing import ImageSpec, to_array
 
 MIN_CALIBRATION = 100
 
 
-def calibration_set(folder, size, classes, n: int, mode="xception") -> ImageSet:
+def calibration_set(folder, spec: ImageSpec, classes, n: int) -> ImageSet:
     """At least MIN_CALIBRATION distinct real images, or CalibrationError."""
-    images = load_images(folder, size, classes, max(n, MIN_CALIBRATION), mode)
+    images = load_images(folder, spec, classes, max(n, MIN_CALIBRATION))
     if len(images.files) < MIN_CALIBRATION:
         raise CalibrationError(f"int8 calibration needs {MIN_CALIBRATION} distinct images; "
                                f"{folder} has {len(images.files)}")
     return images
 
 
-def synthetic_set(size, n: int, mode="xception", seed=0) -> ImageSet:
+def synthetic_set(spec: ImageSpec, n: int, seed=0) -> ImageSet:
     """``n`` seeded random RGB images through the model's preprocessing: enough to prove a float export
     computes the same function (not to measure accuracy)."""
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (n, size[0], size[1], 3), dtype=np.uint8)
-    batch = np.stack([to_array(Image.fromarray(x), mode) for x in pixels])
+    pixels = rng.integers(0, 256, (n, spec.height, spec.width, 3), dtype=np.uint8)
+    batch = np.stack([to_array(Image.fromarray(x), spec.mode) for x in pixels])
     return ImageSet(batch, [f"<noise {i}>" for i in range(n)], [None] * n)

@@ -83,15 +83,15 @@ def convert(source: Source, bundle: Path, formats, precisions, parity_dir, parit
             calibration_dir=None, calibration_count=200, exporters=EXPORTERS) -> list[Export]:
     """Build every requested artifact; the manifest is rewritten after each one that passes."""
     m = source.manifest
-    mode = m.preprocessing.mode
+    spec = m.spec()
     if "int8" in precisions and calibration_dir is None:
         raise ConvertError("int8 needs --calibration DIR (at least 100 real images), "
                            "or leave it out: --precisions fp32,fp16")
-    images = (load_images(parity_dir, source.size, m.classes, parity_count, mode) if parity_dir
-              else synthetic_set(source.size, parity_count, mode))
+    images = (load_images(parity_dir, spec, m.classes, parity_count) if parity_dir
+              else synthetic_set(spec, parity_count))
     calibration = None
     if "int8" in precisions:
-        calibration = calibration_set(calibration_dir, source.size, m.classes, calibration_count, mode)
+        calibration = calibration_set(calibration_dir, spec, m.classes, calibration_count)
     ref = source.predict(images.batch)
     jobs = [(f, p) for f in FORMATS if f in formats for p in FORMATS[f].precisions if p in precisions]
     results = []

@@ -15,7 +15,7 @@ from runtime.errors import ModelError
 from runtime.files import sha256, write_json
 from runtime.formats import FORMATS, PRECISIONS
 from runtime.parity import Parity
-from runtime.preprocessing import MODES, RESAMPLE
+from runtime.preprocessing import MODES, RESAMPLE, ImageSpec
 
 SCHEMA = 1
 FILE = "manifest.json"
@@ -209,6 +209,10 @@ class Manifest:
     def with_source(self, source: Source) -> "Manifest":
         """This manifest for a changed source model: its artifacts no longer hold and are dropped."""
         return replace(self, source=source, artifacts=() if source.sha256 != self.source.sha256 else self.artifacts)
+
+    def spec(self) -> ImageSpec:
+        """How this bundle's images become inputs."""
+        return ImageSpec(self.input.height, self.input.width, self.preprocessing.mode, self.preprocessing.resize)
 
     def verified(self) -> list[Artifact]:
         """The artifacts whose parity passed."""

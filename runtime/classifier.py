@@ -11,7 +11,7 @@ from runtime.bundle import Manifest, ManifestError, artifact_path
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
 from runtime.formats import FORMATS, format_of
-from runtime.preprocessing import DEFAULT_LIMITS, MODES, DecodeLimits, preprocess
+from runtime.preprocessing import DEFAULT_LIMITS, MODES, DecodeLimits, ImageSpec
 
 DEFAULT_MODEL = "artifacts/default"
 
@@ -49,6 +49,11 @@ class ModelInfo:
         if info.mode not in MODES:
             raise ModelError(f"{where}: unknown preprocessing mode {info.mode!r} (known: {', '.join(MODES)})")
         return info
+
+    @property
+    def spec(self) -> ImageSpec:
+        """How this model's images become inputs."""
+        return ImageSpec(self.height, self.width, self.mode, self.resize)
 
 
 @dataclass
@@ -107,8 +112,7 @@ class Classifier:
 
     def preprocess(self, source) -> np.ndarray:
         """One image (path, bytes, file) to this model's input, within this classifier's decode limits."""
-        return preprocess(source, (self.info.height, self.info.width), self.info.mode, self.info.resize,
-                          self.limits)
+        return self.info.spec.load(source, self.limits)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits of a preprocessed batch, checked to hold one row per image and one column per class."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import ImageError
-from runtime.preprocessing import DEFAULT_LIMITS, preprocess, read_bounded
+from runtime.preprocessing import DEFAULT_LIMITS, ImageSpec, read_bounded
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -45,7 +45,7 @@ class ImageSet:
     labels: list[int | None]
 
 
-def load_images(folder, size, classes, n: int, mode="xception") -> ImageSet:
+def load_images(folder, spec: ImageSpec, classes, n: int) -> ImageSet:
     """``n`` distinct images (by content) spread over ``folder``; unreadable or oversized files are skipped."""
     seen, picked = set(), []
     for path, label in labelled_images(folder, classes):
@@ -59,7 +59,7 @@ def load_images(folder, size, classes, n: int, mode="xception") -> ImageSet:
     arrays, files, labels = [], [], []
     for path, label in spread(picked, n):
         try:
-            arrays.append(preprocess(path, size, mode))
+            arrays.append(spec.load(path))
         except ImageError:
             continue
         files.append(str(path))

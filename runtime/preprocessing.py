@@ -147,6 +147,25 @@ def preprocess(source: Source, size: tuple[int, int], mode: str = "xception", re
     return to_array(load_image(source, size, resize, limits), mode)
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """How an image becomes one model input: size, pixel mode and resize filter, carried as one value
+    from the bundle (or a model file's metadata) to every caller."""
+
+    height: int
+    width: int
+    mode: str = "xception"
+    resize: str = "nearest"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def load(self, source: Source, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+        """One image to the model's float32 input, without batch axis."""
+        return preprocess(source, self.size, self.mode, self.resize, limits)
+
+
 def preprocess_batch(sources, size: tuple[int, int], mode: str = "xception") -> np.ndarray:
     """Several images stacked into one float32 batch."""
     return np.stack([preprocess(s, size, mode) for s in sources])

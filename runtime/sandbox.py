@@ -29,11 +29,9 @@ class SandboxLimits:
 
 
 def _child(conn, memory: int):
-    """The child's loop: (source, size, mode, resize, limits) in, ("ok", array) or ("error", text) out."""
+    """The child's loop: (source, spec, limits) in, ("ok", array) or ("error", text) out."""
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    from runtime.preprocessing import preprocess
-
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     conn.send("ready")
     while True:
@@ -42,7 +40,8 @@ def _child(conn, memory: int):
         except (EOFError, OSError):
             return
         try:
-            conn.send(("ok", preprocess(*args)))
+            source, spec, limits = args
+            conn.send(("ok", spec.load(source, limits)))
         except ImageError as e:
             conn.send(("error", str(e)))
         except MemoryError:
@@ -83,11 +82,11 @@ class Sandbox:
         for _ in range(limits.workers):
             self.idle.put(_Worker(limits.memory))
 
-    def preprocess(self, source: bytes, size, mode: str, resize: str, decode_limits):
-        """The model input of one image, as ``runtime.preprocessing.preprocess`` computes it."""
+    def preprocess(self, source: bytes, spec, decode_limits):
+        """The model input of one image, as ``spec.load`` computes it."""
         worker = self.idle.get()
         try:
-            worker.conn.send((source, size, mode, resize, decode_limits))
+            worker.conn.send((source, spec, decode_limits))
             if not worker.conn.poll(self.limits.deadline):
                 worker = self._replace(worker)
                 raise ImageError(f"image took over {self.limits.deadline:g} s to decode")

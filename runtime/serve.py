@@ -109,9 +109,7 @@ def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, po
 
     async def logits(request: Request, image: bytes):
         """Decode in a sandboxed child, then infer on the model thread: one row of logits."""
-        info = clf.info
-        x = await stages.run(request, stages.decode, stages.sandbox.preprocess, image, (info.height, info.width),
-                             info.mode, info.resize, clf.limits)
+        x = await stages.run(request, stages.decode, stages.sandbox.preprocess, image, clf.info.spec, clf.limits)
         return (await stages.run(request, stages.model, clf.infer, x[None]))[0]
 
     @app.get("/docs", include_in_schema=False)

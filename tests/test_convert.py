@@ -18,7 +18,7 @@ from runtime.files import sha256
 from runtime.formats import FORMATS
 from runtime.images import list_images
 from runtime.parity import compare
-from runtime.preprocessing import preprocess_batch
+from runtime.preprocessing import ImageSpec, preprocess_batch
 from runtime.tflite_metadata import read_metadata
 from tests.conftest import ROOT
 
@@ -190,7 +190,7 @@ def test_calibration_refuses_repeated_images(tiny_data, tmp_path):
     for i in range(150):
         shutil.copy(one, tmp_path / f"{i}.jpg")
     with pytest.raises(CalibrationError, match="needs 100 distinct images"):
-        calibration_set(tmp_path, (71, 71), ["red"], 200)
+        calibration_set(tmp_path, ImageSpec(71, 71), ["red"], 200)
 
 
 def test_cli_says_in_one_line_what_is_missing(tiny_bundle, tmp_path):

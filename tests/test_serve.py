@@ -2,7 +2,6 @@
 
 import base64
 import concurrent.futures
-import json
 import os
 import socket
 import subprocess
@@ -127,6 +126,21 @@ def test_lambda_emulator_path_answers_the_course_test_script(server, tiny_data):
 def test_openapi_schema_describes_the_api(server):
     schema = httpx.get(f"{server}/openapi.json").json()
     assert {"/predict", "/health", "/2015-03-31/functions/function/invocations"} <= set(schema["paths"])
-    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
-    assert {"image/jpeg", "multipart/form-data", "application/json"} <= set(body)
-    assert json.dumps(schema)
+    predict = schema["paths"]["/predict"]["post"]
+    assert {"image/jpeg", "multipart/form-data", "application/json"} <= set(predict["requestBody"]["content"])
+    assert {"200", "400", "413", "500", "503"} <= set(predict["responses"])
+    answer = schema["components"]["schemas"]["PredictResponse"]["required"]
+    assert set(answer) == {"label", "score", "top", "logits", "model"}
+
+
+def test_over_capacity_is_503_at_once_with_retry_after(converted, tiny_data):
+    proc, base = start_server(converted, "--max-inflight", "1")
+    image = list_images(tiny_data / "test")[0].read_bytes()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: httpx.post(f"{base}/predict", content=image, timeout=30), range(24)))
+    finally:
+        stop(proc)
+    busy = [r for r in answers if r.status_code == 503]
+    assert busy and all(r.headers["retry-after"] == "1" and "over capacity" in r.json()["error"] for r in busy)
+    assert {r.status_code for r in answers} == {200, 503}
