@@ -20,6 +20,7 @@ class Timing:
 
     runs: int
     throughput_s: float
+    cold_start: bool = True
 
 
 def parser():
@@ -33,6 +34,8 @@ def parser():
     p.add_argument("--runs", type=positive_int, default=50, help="batch-1 latency runs per row (default 50)")
     p.add_argument("--throughput-seconds", type=positive_float, default=3.0,
                    help="seconds of batch-32 inference per row (default 3)")
+    p.add_argument("--no-cold-start", action="store_true",
+                   help="skip each row's fresh-process cold start (faster; those columns stay empty)")
     add_model_args(p, argparse.SUPPRESS)
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return p
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
     for target in (bar := tqdm(sub.targets, desc="benchmark", unit="row", **progress_options())):
         bar.set_postfix_str(target.name)
         row, out = measure(target, args.device, images, sub.spec, ref, macs, peak,
-                           Timing(args.runs, args.throughput_seconds), sub.overrides)
+                           Timing(args.runs, args.throughput_seconds, not args.no_cold_start), sub.overrides)
         if target.name == "keras predict" and out is not None:
             ref = out
         if out is not None and ref is not None:

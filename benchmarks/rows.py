@@ -62,9 +62,10 @@ class Row:
 def targets(bundle: Path) -> list[Target]:
     """Keras predict, Keras compiled, then every (format, precision) of the formats table, each with
     the hash its manifest entry records (a file the manifest does not list is not measured)."""
-    keras = bundle / "model.keras"
+    m = Manifest.read(bundle)
+    keras = bundle / m.source.file
     rows = [Target("keras predict", "keras", "fp32", keras), Target("keras compiled", "keras", "fp32", keras)]
-    listed = {a.file: a.sha256 for a in Manifest.read(bundle).artifacts}
+    listed = {a.file: a.sha256 for a in m.artifacts}
     return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p), True, listed.get(FORMATS[f].file(p)))
                    for f in FORMATS for p in FORMATS[f].precisions]
 
@@ -142,8 +143,9 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: flo
     if macs:
         row.gflops = 2 * macs * row.throughput_b32 / 1e9
         row.peak_share = row.gflops / peak
-    try:
-        row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides, spec)
-    except ModelError as e:
-        row.reason = str(e)
+    if timing.cold_start:
+        try:
+            row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides, spec)
+        except ModelError as e:
+            row.reason = str(e)
     return row, out

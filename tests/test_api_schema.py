@@ -34,7 +34,6 @@ def api_schema(converted, monkeypatch):
         return real(host, *args, **kwargs, flags=socket.AI_NUMERICHOST)
 
     monkeypatch.setattr(socket, "getaddrinfo", literal_only)
-    monkeypatch.delenv("RUNTIME_ALLOW_PRIVATE_URLS", raising=False)
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(Classifier.load(converted)))
 
 
