@@ -11,7 +11,7 @@ from convert import to_onnx, to_tflite
 from convert.calibration import calibration_set, synthetic_set
 from convert.errors import ConvertError, ExportError
 from convert.parity import check
-from convert.source import Source
+from convert.source import SourceModel
 from runtime.bundle import Artifact
 from runtime.choice import this_machine
 from runtime.cli import progress_options
@@ -56,7 +56,7 @@ def batch1_latency_ms(runner, batch: np.ndarray) -> float:
     return 1000 * float(np.median(times))
 
 
-def build(source: Source, bundle: Path, fmt: str, precision: str, ref: np.ndarray, images: ImageSet,
+def build(source: SourceModel, bundle: Path, fmt: str, precision: str, ref: np.ndarray, images: ImageSet,
           calibration: ImageSet | None, exporter) -> Export:
     """Export one artifact under a temporary name, check parity, then rename it into place."""
     art = Export(fmt, precision, FORMATS[fmt].file(precision), 0.0)
@@ -79,7 +79,7 @@ def build(source: Source, bundle: Path, fmt: str, precision: str, ref: np.ndarra
     return art
 
 
-def convert(source: Source, bundle: Path, formats, precisions, parity_dir, parity_count: int,
+def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, parity_count: int,
             calibration_dir=None, calibration_count=200, exporters=EXPORTERS) -> list[Export]:
     """Build every requested artifact; the manifest is rewritten after each one that passes."""
     m = source.manifest

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from convert.errors import SourceError
-from runtime.bundle import Manifest
-from runtime.bundle import Source as SourceRecord
+from runtime.bundle import Manifest, Source
 from runtime.errors import first_line
 from runtime.files import replacing, sha256
 
 
 @dataclass
-class Source:
+class SourceModel:
     """A loaded Keras model, its bundle manifest and a scratch folder for intermediate exports."""
 
     model: object
@@ -50,7 +49,7 @@ class Source:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def load_keras(path):
+def read_keras(path):
     """Load a ``.keras`` or legacy HDF5 ``.h5`` model without its training configuration."""
     import keras
 
@@ -60,13 +59,13 @@ def load_keras(path):
         raise SourceError(f"cannot load Keras model {path}: {first_line(e)}") from None
 
 
-def open_source(bundle: Path) -> Source:
+def open_source(bundle: Path) -> SourceModel:
     """Load ``bundle/model.keras``; refresh the manifest's source hash if the model changed."""
     manifest = Manifest.read(bundle)
     model_file = bundle / manifest.source.file
-    model = load_keras(model_file)
+    model = read_keras(model_file)
     digest = sha256(model_file)
-    manifest = manifest.with_source(SourceRecord(manifest.source.file, digest, manifest.source.details))
+    manifest = manifest.with_source(Source(manifest.source.file, digest, manifest.source.details))
     shape = model.input_shape
     fixed = [d for d in shape[1:3] if d is not None]
     if fixed and (shape[1], shape[2]) != (manifest.input.height, manifest.input.width):
@@ -74,14 +73,14 @@ def open_source(bundle: Path) -> Source:
                           f"{manifest.input.height}x{manifest.input.width}")
     if model.output_shape[-1] != len(manifest.classes):
         raise SourceError(f"{model_file}: {model.output_shape[-1]} outputs but {len(manifest.classes)} classes")
-    return Source(model, manifest, Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle)))
+    return SourceModel(model, manifest, Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle)))
 
 
 def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | None = None) -> Path:
     """Turn a user's own ``.keras``/``.h5`` model into a bundle (model.keras + manifest)."""
     if not classes:
         raise SourceError("a bare model needs --classes (comma-separated, in output order)")
-    model = load_keras(model_path)
+    model = read_keras(model_path)
     h, w = model.input_shape[1:3]
     if h is None or w is None:
         if size is None:
@@ -92,5 +91,5 @@ def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | Non
     out.mkdir(parents=True, exist_ok=True)
     with replacing(out / "model.keras", ".keras") as tmp:
         model.save(tmp)
-    Manifest.for_model(out.name, classes, h, SourceRecord.of(out, **{"from": str(model_path)})).write(out)
+    Manifest.for_model(out.name, classes, h, Source.of(out, **{"from": str(model_path)})).write(out)
     return out

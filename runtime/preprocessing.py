@@ -14,9 +14,9 @@ from PIL import Image, UnidentifiedImageError
 
 from runtime.errors import ImageError, first_line
 
-Source = str | os.PathLike | bytes | io.IOBase
+ImageSource = str | os.PathLike | bytes | io.IOBase
 
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (multi-picture) files
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (multi-picture) files
 RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
@@ -75,7 +75,7 @@ class DecodeLimits:
 DEFAULT_LIMITS = DecodeLimits()
 
 
-def read_bounded(source: Source, limit: int) -> bytes:
+def read_bounded(source: ImageSource, limit: int) -> bytes:
     """The bytes of a source, refused past ``limit`` without reading further (files, pipes, devices)."""
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
@@ -101,25 +101,25 @@ def check_cost(data: bytes, img: Image.Image, limits: DecodeLimits):
                              "(RUNTIME_MAX_JPEG_SCANS)")
 
 
-def open_image(source: Source, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
+def open_image(source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     """Open and decode an image of an accepted format; refuse it before decoding if it costs too much."""
     try:
         data = read_bounded(source, limits.max_bytes)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             check_cost(data, img, limits)
             img.load()
         return img
     except UnidentifiedImageError:
-        raise ImageError(f"not an image of an accepted format ({', '.join(FORMATS)})") from None
+        raise ImageError(f"not an image of an accepted format ({', '.join(IMAGE_FORMATS)})") from None
     except ImageError:
         raise
     except Exception as e:  # Pillow's plugins raise many types on hostile files (fuzzing found TypeError)
         raise ImageError(f"cannot read image: {type(e).__name__}: {first_line(e)}") from None
 
 
-def load_image(source: Source, size: tuple[int, int], resize: str = "nearest",
+def load_image(source: ImageSource, size: tuple[int, int], resize: str = "nearest",
                limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     """Open an image as RGB and resize it to (height, width), as ``keras.utils.load_img``."""
     img = open_image(source, limits)
@@ -141,7 +141,7 @@ def to_array(img: Image.Image, mode: str = "xception") -> np.ndarray:
     return x.transpose(2, 0, 1) if m.layout == "NCHW" else x
 
 
-def preprocess(source: Source, size: tuple[int, int], mode: str = "xception", resize: str = "nearest",
+def preprocess(source: ImageSource, size: tuple[int, int], mode: str = "xception", resize: str = "nearest",
                limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """One image from path/bytes/file to the model's float32 input, without batch axis."""
     return to_array(load_image(source, size, resize, limits), mode)
@@ -161,7 +161,7 @@ class ImageSpec:
     def size(self) -> tuple[int, int]:
         return self.height, self.width
 
-    def load(self, source: Source, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+    def load(self, source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
         """One image to the model's float32 input, without batch axis."""
         return preprocess(source, self.size, self.mode, self.resize, limits)
 
