@@ -23,10 +23,6 @@ class SourceModel:
     reduce_range: bool | None = None  # ONNX int8: None chooses by the CPU's VNNI flag
     _saved_model: Path | None = field(default=None, repr=False)
 
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.manifest.input.height, self.manifest.input.width
-
     def metadata(self, fmt: str, precision: str) -> dict:
         """What a model file carries so that it predicts labels alone."""
         d = self.manifest.to_dict()
