@@ -57,7 +57,8 @@ def _answer(event, proxy: bool) -> tuple[int, dict]:
     """(status, body) for one event; every failure becomes a status and an error message."""
     try:
         clf, settings = model()
-        return 200, class_logits(clf, image_bytes(_proxy_payload(event) if proxy else event, settings.fetch))
+        image = image_bytes(_proxy_payload(event) if proxy else event, settings.fetch)
+        return 200, class_logits(clf.info.classes, clf.predict([image], top_k=1)[0])
     except SERVER_SIDE as e:
         return 500, {"error": str(e)}
     except RuntimeToolkitError as e:

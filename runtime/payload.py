@@ -23,7 +23,6 @@ def image_bytes(payload, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:
     raise ImageError('expected a JSON object with "url" or "image" (base64)')
 
 
-def class_logits(clf, image: bytes) -> dict[str, float]:
-    """``{class: logit}`` for one image, as the course's Lambda function returned."""
-    pred = clf.predict([image], top_k=1)[0]
-    return dict(zip(clf.info.classes, pred.logits, strict=True))
+def class_logits(classes, prediction) -> dict[str, float]:
+    """``{class: logit}`` of one prediction, as the course's Lambda function returned."""
+    return dict(zip(classes, prediction.logits, strict=True))

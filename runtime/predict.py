@@ -97,9 +97,7 @@ def show(item: str, result, as_json: bool, model: str):
 
 
 def predicted(clf, row, top_k: int):
-    """The Prediction of one row of logits, or the error message (a failed batch, non-finite logits)."""
-    if isinstance(row, Exception):
-        return str(row)
+    """The Prediction of one row of logits, or the error message (non-finite logits)."""
     try:
         return clf.prediction(row, top_k)
     except RuntimeToolkitError as e:
@@ -125,10 +123,10 @@ def main(argv=None) -> int:
     if args.device == "gpu" and clf.runner.provider == "CPUExecutionProvider":
         print("warning: asked for the GPU but onnxruntime fell back to the CPU", file=sys.stderr)
     tally, pending = Tally(), []
-    classes = clf.info.classes
+    classes, model = clf.info.classes, Path(clf.file).name
 
     def answer(item, result):
-        show(item, result, args.json, Path(clf.file).name)
+        show(item, result, args.json, model)
         tally.add(item, None if isinstance(result, str) else result.label, classes)
         done = tally.answered + tally.failed
         if done % PROGRESS_EVERY == 0:
@@ -137,11 +135,13 @@ def main(argv=None) -> int:
     def flush():
         if pending:
             try:
-                rows = list(clf.infer(np.stack([x for _, x in pending])))
-            except RuntimeToolkitError as e:
-                rows = [e] * len(pending)
-            for (item, _), row in zip(pending, rows, strict=True):
-                answer(item, predicted(clf, row, args.top_k))
+                rows = clf.infer(np.stack([x for _, x in pending]))
+            except RuntimeToolkitError as e:  # the model failed the whole batch: each input says so
+                for item, _ in pending:
+                    answer(item, str(e))
+            else:
+                for (item, _), row in zip(pending, rows, strict=True):
+                    answer(item, predicted(clf, row, args.top_k))
             pending.clear()
 
     for item in expand(args.inputs):

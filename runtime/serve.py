@@ -25,6 +25,7 @@ from runtime.classifier import Classifier
 from runtime.cli import add_model_args, command_parser, error, model_overrides, positive_float, positive_int
 from runtime.errors import BackendUnavailable, ConfigError, ModelError, RuntimeToolkitError
 from runtime.fetch import DEFAULT_POLICY, FetchPolicy
+from runtime.payload import class_logits
 from runtime.sandbox import SandboxLimits
 from runtime.stages import DEFAULT_SERVER_LIMITS, ClientGone, HttpError, ServerLimits, Stages
 
@@ -124,7 +125,7 @@ def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, po
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
     async def predict(request: Request, top_k: int = 3):
         body = await read_body(request, limits.max_body)
-        with stages.admitted():
+        with stages.inflight.hold():
             row = await logits(request, await image_of(request, body))
         pred = clf.prediction(row, max(1, min(top_k, len(clf.info.classes))))
         return PredictResponse(**asdict(pred), model=Path(clf.file).name)
@@ -133,10 +134,10 @@ def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, po
         "content": {"application/json": IMAGE_BODY["requestBody"]["content"]["application/json"]}}})
     async def invoke(request: Request) -> dict[str, float]:
         body = await read_body(request, limits.max_body)
-        with stages.admitted():
+        with stages.inflight.hold():
             payload = await stages.run(request, stages.decode, parse_json, body)
             row = await logits(request, await stages.image(request, payload, policy))
-        return dict(zip(clf.info.classes, clf.prediction(row, 1).logits, strict=True))
+        return class_logits(clf.info.classes, clf.prediction(row, 1))
 
     return AccessLog(app)
 

@@ -44,26 +44,35 @@ class ClientGone(Exception):
     """The client closed the connection before its answer was ready."""
 
 
+class Slots:
+    """At most ``limit`` holders at once; one more gets 503 with ``busy`` at once, never a wait."""
+
+    def __init__(self, limit: int, busy: str):
+        self.limit, self.busy, self.held = limit, busy, 0
+
+    @contextmanager
+    def hold(self):
+        """Hold one slot for the block, or raise the 503."""
+        if self.held >= self.limit:
+            raise HttpError(503, self.busy)
+        self.held += 1
+        try:
+            yield
+        finally:
+            self.held -= 1
+
+
 class Stages:
     """Where a request's work runs, each stage bounded in concurrency and in time to start."""
 
     def __init__(self, limits: ServerLimits):
-        self.limits, self.inflight, self.fetching = limits, 0, 0
+        self.limits = limits
+        self.inflight = Slots(limits.max_inflight, "over capacity, retry later")
+        self.fetching = Slots(limits.max_fetches, "too many URL fetches in progress, retry later")
         self.sandbox = Sandbox(limits.sandbox)
         self.decode = ThreadPoolExecutor(limits.sandbox.workers, thread_name_prefix="decode")
         self.fetch = ThreadPoolExecutor(limits.max_fetches, thread_name_prefix="fetch")
         self.model = ThreadPoolExecutor(1, thread_name_prefix="infer")
-
-    @contextmanager
-    def admitted(self):
-        """One more request past its body, or 503 when ``max_inflight`` already are."""
-        if self.inflight >= self.limits.max_inflight:
-            raise HttpError(503, "over capacity, retry later")
-        self.inflight += 1
-        try:
-            yield
-        finally:
-            self.inflight -= 1
 
     async def run(self, request: Request, pool: ThreadPoolExecutor, fn, *args):
         """``fn(*args)`` in ``pool``, unless the client has gone; 503 when it cannot start in time."""
@@ -80,10 +89,5 @@ class Stages:
         """The image bytes of a JSON payload; a URL is fetched in the fetch pool while a slot is free."""
         if not (isinstance(payload, dict) and payload.get("url")):
             return image_bytes(payload)
-        if self.fetching >= self.limits.max_fetches:
-            raise HttpError(503, "too many URL fetches in progress, retry later")
-        self.fetching += 1
-        try:
+        with self.fetching.hold():
             return await self.run(request, self.fetch, image_bytes, payload, policy)
-        finally:
-            self.fetching -= 1
