@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from benchmarks.fuzz_images import mutate
 from benchmarks.serverload import start
 from runtime.cli import command_parser, positive_float
+from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
 from runtime.images import list_images
 
 LAMBDA = "/2015-03-31/functions/function/invocations"
@@ -178,10 +179,14 @@ def parser():
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    return one_line_errors(lambda: attack(args), RuntimeToolkitError)
+
+
+def attack(args) -> int:
+    """Run every phase against a fresh server and report."""
     images = [f.read_bytes() for f in list_images(args.images)[:5]]
     if not images:
-        print(f"error: no images in {args.images}", file=sys.stderr)
-        return 2
+        raise ImageError(f"no images in {args.images}")
     findings = []
     with tempfile.TemporaryFile() as log_file:
         proc, base = start(args.bundle, 32, "--header-timeout", 2, "--body-timeout", 2, log=log_file)

@@ -10,6 +10,7 @@ sampled throughout. Writes hostile.json, hostile.md and hostile_rss.png.
 import concurrent.futures
 import itertools
 import json
+import math
 import shlex
 import socket
 import sys
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import bombs
+from benchmarks import bombs, serverload
 from benchmarks.provenance import provenance
 from benchmarks.serverload import BAD, start
 from runtime.cli import command_parser, positive_float
+from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
 from runtime.images import list_images
 
 BOMBS = {
@@ -45,10 +47,12 @@ def rss_mb(pid: int) -> tuple[float, float]:
     while todo:
         p = todo.pop()
         try:
-            mb = next(int(line.split()[1]) for line in open(f"/proc/{p}/status") if line.startswith("VmRSS:")) / 1024
+            mb = serverload.rss_mb(p)  # NaN for a process that has exited (no VmRSS any more)
+            if math.isnan(mb):
+                continue
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, StopIteration):
+        except OSError:
             continue
         if own is None:
             own = mb
@@ -263,10 +267,14 @@ def parser():
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    return one_line_errors(lambda: attack(args), RuntimeToolkitError)
+
+
+def attack(args) -> int:
+    """Run every phase against a fresh server and report."""
     images = [f.read_bytes() for f in list_images(args.images)[:50]]
     if not images:
-        print(f"error: no images in {args.images}", file=sys.stderr)
-        return 2
+        raise ImageError(f"no images in {args.images}")
     remote, url = dripping_remote()
     with tempfile.TemporaryFile() as log:
         proc, base = start(args.bundle, 32, *shlex.split(args.serve_args), log=log,

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from benchmarks.rows import ROOT
 from runtime.cli import command_parser, positive_int
+from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
 from runtime.images import list_images
 
 LIMIT = 6 * 1024 * 1024
@@ -34,25 +36,39 @@ BAD = [("garbage", dict(content=b"\x00not an image" * 50, headers={"Content-Type
        ("empty", dict(content=b"", headers={"Content-Type": "image/jpeg"}))]
 
 
+class ServerFailed(RuntimeToolkitError):
+    """The server under test exited, or did not answer /health in time."""
+
+
+def _last_line(log) -> str:
+    """': <the last line>' of a dead server's log file, or ''."""
+    log.seek(0)
+    lines = log.read().decode(errors="replace").strip().splitlines()
+    return f": {lines[-1]}" if lines else ""
+
+
 def start(bundle: Path, max_inflight: int, *flags, log=None, env=None):
     """A server process on a free port; returns (process, base URL) once /health answers. ``log``: an open
-    file for its output; ``env`` adds to a copy of the environment."""
+    file for its output (default: a temporary one); ``env`` adds to a copy of the environment."""
+    log = log or tempfile.TemporaryFile()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**{k: v for k, v in os.environ.items() if k != "RUNTIME_ALLOW_PRIVATE_URLS"}, **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--model", str(bundle), "--port", str(port),
                              "--max-inflight", str(max_inflight), *map(str, flags)], cwd=ROOT,
-                            env={**env, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log and subprocess.STDOUT)
+                            env={**env, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
+        if proc.poll() is not None:
+            raise ServerFailed(f"the server exited with status {proc.returncode}{_last_line(log)}")
         try:
             if httpx.get(f"{base}/health").status_code == 200:
                 return proc, base
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("the server did not start")
+    raise ServerFailed("the server did not answer /health within 30 s")
 
 
 def rss_mb(pid: int) -> float:
@@ -145,7 +161,14 @@ def parser():
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    return one_line_errors(lambda: report(args), RuntimeToolkitError)
+
+
+def report(args) -> int:
+    """Run the phases and print what they measured."""
     images = [f.read_bytes() for f in list_images(args.images)[:50]]
+    if not images:
+        raise ImageError(f"no images in {args.images}")
     result = run(args.bundle, images, args.requests, args.concurrency, [int(c) for c in args.sweep.split(",")])
     text = json.dumps(result, indent=2)
     print(text)
