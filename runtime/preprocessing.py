@@ -63,7 +63,8 @@ MODES = {"xception": Mode(_xception, "NHWC"), "tf": Mode(_xception, "NHWC"), "ca
 class DecodeLimits:
     """What one image may cost before it is decoded: bytes read, pixels, progressive JPEG scans.
 
-    16 MP holds a 4608x3456 phone photo (at most ~110 MB decoded, RGBA plus its RGB copy); a normal
+    16 MP holds a 4608x3456 phone photo (64 MB of RGBA pixels plus a 48 MB RGB copy; the
+    decoders need more on top, which the server bounds per child process); a normal
     progressive JPEG has about 10 scans, while each extra scan costs a full pass over the coefficients.
     """
 
