@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import Manifest
+from runtime.bundle import Artifact, Manifest
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, first_line
 from runtime.files import sha256
 from runtime.formats import FORMATS
@@ -30,6 +30,7 @@ class Target:
     file: Path
     in_bundle: bool = False
     sha256: str | None = None  # of a bundle's artifact, from its manifest entry (None: not listed)
+    refused: Artifact | None = None  # the manifest's record of an export that failed parity
 
 
 @dataclass
@@ -65,9 +66,10 @@ def targets(bundle: Path) -> list[Target]:
     m = Manifest.read(bundle)
     keras = bundle / m.source.file
     rows = [Target("keras predict", "keras", "fp32", keras), Target("keras compiled", "keras", "fp32", keras)]
-    listed = {a.file: a.sha256 for a in m.artifacts}
-    return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p), True, listed.get(FORMATS[f].file(p)))
-                   for f in FORMATS for p in FORMATS[f].precisions]
+    listed = {a.file: a.sha256 for a in m.verified()}
+    refused = {a.file: a for a in m.refused()}
+    return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p), True, listed.get(FORMATS[f].file(p)),
+                          refused.get(FORMATS[f].file(p))) for f in FORMATS for p in FORMATS[f].precisions]
 
 
 def file_target(path: Path) -> list[Target]:
@@ -97,6 +99,17 @@ def load(target: Target, device: str):
     return FORMATS[target.format].load(target.file, None, device)
 
 
+def refused_row(row: Row, entry: Artifact) -> Row:
+    """A row for an export refused by parity: the numbers its conversion measured, said to be such."""
+    p = entry.parity
+    row.status = "refused"
+    row.reason = (f"failed parity at conversion ({'; '.join(p.failures)}); numbers from the conversion: "
+                  f"{p.images} images, batch-1 latency on {entry.measured_on or 'an unrecorded CPU'}")
+    row.size_mb, row.max_abs_diff, row.top1_agreement = entry.bytes / 1e6, p.max_abs_logit_diff, p.top1_agreement
+    row.accuracy, row.p50_ms = p.accuracy, entry.latency_ms
+    return row
+
+
 def cold_start(target: Target, image: str, device: str, overrides=None, spec=None) -> tuple[float, float]:
     """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB."""
     kind = "keras" if target.format == "keras" else "runtime"
@@ -117,6 +130,8 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: flo
     from benchmarks.timing import latency, throughput
 
     row = Row(target.name, target.format, target.precision, device)
+    if target.refused is not None:
+        return refused_row(row, target.refused), None
     try:
         runner = load(target, device)
     except BackendUnavailable as e:

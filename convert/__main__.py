@@ -35,6 +35,11 @@ def parser():
     p.add_argument("--parity-images", type=positive_int, default=100, help="default 100")
     p.add_argument("--int8-reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="ONNX int8 7-bit weights: auto = on when the CPU has no VNNI")
+    p.add_argument("--int8-report", type=Path, nargs="?", const=Path("reports/int8"), metavar="DIR",
+                   help="instead of converting, write the error each int8 layer adds (ONNX and TFLite) as "
+                        "Markdown, JSON and PNG to DIR/<bundle name> (default reports/int8); needs --calibration")
+    p.add_argument("--report-images", type=positive_int, default=8,
+                   help="calibration images the int8 report compares on (default 8)")
     p.add_argument("--classes", help="class names in output order, for a bare model file")
     p.add_argument("--size", type=positive_int, help="input size of a bare model whose input size is not fixed")
     p.add_argument("--out", type=Path, help="bundle folder to create for a bare model file "

@@ -39,10 +39,16 @@ class Export:
     notes: dict | None = None
     error: str | None = None
 
-    def record(self, bundle: Path) -> Artifact:
-        """The manifest's record of this export, once published in ``bundle``."""
-        return Artifact.of(bundle, self.file, self.format, self.precision, self.parity, self.latency_ms,
-                           this_machine(), self.notes)
+    def record(self, bundle: Path) -> Artifact | None:
+        """The manifest's record of this export: published in ``bundle``, or refused by parity with its
+        numbers kept; None when it failed before parity was measured."""
+        if self.error is None:
+            return Artifact.of(bundle, self.file, self.format, self.precision, self.parity, self.latency_ms,
+                               this_machine(), self.notes)
+        if self.parity is None:
+            return None
+        return Artifact.refused(self.file, self.format, self.precision, self.bytes, self.parity, self.latency_ms,
+                                this_machine(), self.notes)
 
 
 def batch1_latency_ms(runner, batch: np.ndarray) -> float:
@@ -72,8 +78,8 @@ def build(source: SourceModel, bundle: Path, fmt: str, precision: str, ref: np.n
             art.seconds, art.bytes = time.perf_counter() - t, tmp.stat().st_size
             runner = FORMATS[fmt].load(tmp, None, "cpu")
             art.parity = compare(ref, runner.infer_batches(images.batch), images.labels)
-            check(art.parity, precision, art.file)
             art.latency_ms = batch1_latency_ms(runner, images.batch)
+            check(art.parity, precision, art.file)
     except (ConvertError, RuntimeToolkitError) as e:
         art.error, art.seconds = str(e), art.seconds or time.perf_counter() - t
     return art
@@ -81,7 +87,8 @@ def build(source: SourceModel, bundle: Path, fmt: str, precision: str, ref: np.n
 
 def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, parity_count: int,
             calibration_dir=None, calibration_count=200, exporters=EXPORTERS) -> list[Export]:
-    """Build every requested artifact; the manifest is rewritten after each one that passes."""
+    """Build every requested artifact; the manifest is rewritten after each one, recording a refused
+    export's numbers (its file is not published)."""
     m = source.manifest
     spec = m.spec()
     if "int8" in precisions and calibration_dir is None:
@@ -99,8 +106,10 @@ def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, 
         bar.set_postfix_str(FORMATS[fmt].file(precision))
         art = build(source, bundle, fmt, precision, ref, images, calibration, exporters[fmt])
         results.append(art)
-        if art.error is None:
-            m = m.with_artifact(art.record(bundle))
+        if art.parity is not None and art.error is not None:
+            (bundle / art.file).unlink(missing_ok=True)  # an earlier export of this name no longer holds
+        if (entry := art.record(bundle)) is not None:
+            m = m.with_artifact(entry)
             m.write(bundle)
     m.write(bundle)
     return results

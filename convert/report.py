@@ -5,10 +5,13 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from tqdm import tqdm
+
 from convert.errors import ConvertError
 from convert.pipeline import Export, convert
 from convert.source import make_bundle, open_source
 from runtime.bundle import Manifest
+from runtime.cli import progress_options
 
 
 @contextmanager
@@ -29,7 +32,7 @@ def bundle_of(args):
         if made:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    if made and not Manifest.read(out).artifacts:
+    if made and not Manifest.read(out).verified():
         shutil.rmtree(out, ignore_errors=True)
         print(f"note: no artifact passed, so {out} was removed again", file=sys.stderr)
 
@@ -72,8 +75,43 @@ def table(results: list[Export]) -> str:
     return "\n".join(rows)
 
 
+def int8_report(args) -> int:
+    """Write the per-layer int8 error report of a bundle and print its worst layers."""
+    from convert.calibration import calibration_set
+    from convert.int8_report import onnx_layers, tflite_layers, write
+    from runtime.cpuinfo import cpu_info
+
+    if not args.source.is_dir():
+        raise ConvertError(f"--int8-report needs a bundle folder; {args.source} is not one")
+    if args.calibration is None or not args.calibration.is_dir():
+        raise ConvertError(f"--int8-report needs --calibration DIR (real images); got {args.calibration}")
+    source = open_source(args.source)
+    try:
+        m = source.manifest
+        images = calibration_set(args.calibration, m.spec(), m.classes, args.calibration_images)
+        n = min(args.report_images, len(images.files))
+        layers = {fmt: [] for fmt in args.formats}
+        for fmt in (bar := tqdm(args.formats, desc="int8 report", unit="format", **progress_options())):
+            bar.set_postfix_str(fmt)
+            layers[fmt] = {"onnx": onnx_layers, "tflite": tflite_layers}[fmt](source, images, n)
+    finally:
+        source.close()
+    out = args.int8_report / m.name
+    head = {"bundle": m.name, "images": n, "calibration": str(args.calibration), "cpu": cpu_info().model}
+    write([r for fmt in args.formats for r in layers[fmt]], head, out)
+    for fmt, rows in layers.items():
+        known = [r for r in rows if r.output_sqnr_db is not None]
+        worst = sorted(known, key=lambda r: r.output_sqnr_db)[:3]
+        print(f"{fmt}: {len(rows)} quantized layers; most error added by "
+              + ", ".join(f"{r.name} ({r.op}, {r.output_sqnr_db:.1f} dB)" for r in worst))
+    print(f"per-layer report in {out}/int8_layers.md (also .json, .png)")
+    return 0
+
+
 def run(args) -> int:
     """Convert, print the table and one line per failed artifact; non-zero if any failed."""
+    if args.int8_report:
+        return int8_report(args)
     wanted, images = precisions(args), parity_folder(args)
     with bundle_of(args) as bundle:
         source = open_source(bundle)

@@ -1,10 +1,14 @@
-"""TFLite exports from the SavedModel: fp32, fp16 weights, int8 (float I/O), plus a metadata buffer."""
+"""TFLite exports from the SavedModel: fp32, fp16 weights, int8 by the methods of ``convert.int8_methods``
+(full integer with float32 I/O by default), plus a metadata buffer."""
 
 import json
 
 import numpy as np
 
+from convert.int8_methods import Method, method
 from runtime.backends import METADATA_KEY
+
+DEBUG_IMAGES = 4
 
 
 def with_metadata(data: bytes, meta: dict) -> bytes:
@@ -24,17 +28,51 @@ def with_metadata(data: bytes, meta: dict) -> bytes:
     return bytes(builder.Output())
 
 
+def converter(source, calibration=None):
+    """A TFLiteConverter of the source's SavedModel; full-integer int8 when calibration images are given."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model()))
+    if calibration is not None:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x[None]] for x in calibration.batch)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return conv
+
+
+def int8(source, calibration, dest, how: Method) -> dict:
+    """Write ``source``'s int8 TFLite file made by method ``how``; return the notes that record it."""
+    import tensorflow as tf
+
+    o = how.options
+    if o["mode"] == "dynamic":
+        conv = converter(source)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        data = conv.convert()
+    elif o.get("float_ops"):
+        conv = converter(source, calibration)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=o["float_ops"])
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=lambda: ([x[None]] for x in calibration.batch[:DEBUG_IMAGES]),
+            debug_options=options)
+        data = debugger.get_nondebug_quantized_model()
+    else:
+        data = converter(source, calibration).convert()
+    notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files)}
+    dest.write_bytes(with_metadata(data, {**source.metadata("tflite", "int8"), "quantization": notes}))
+    return {"quantization": notes}
+
+
 def export(source, precision: str, calibration, dest):
     """Convert the source's SavedModel at ``precision`` and write it, with metadata, to ``dest``."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model()))
+    if precision == "int8":
+        return int8(source, calibration, dest, method("tflite"))
+    conv = converter(source)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([x[None]] for x in calibration.batch)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     dest.write_bytes(with_metadata(conv.convert(), source.metadata("tflite", precision)))
-    return {"quantization": "int8 weights and activations, float32 I/O"} if precision == "int8" else {}
+    return {}

@@ -102,13 +102,14 @@ class Source:
 
 @dataclass(frozen=True)
 class Artifact:
-    """One verified export: file, format, precision, size, hash, parity, batch-1 latency where measured."""
+    """One export: file, format, precision, size, hash, parity, batch-1 latency where measured. An export
+    refused by parity is recorded too (``parity.passed`` false, no hash): its file was never published."""
 
     file: str
     format: str
     precision: str
     bytes: int
-    sha256: str
+    sha256: str | None
     parity: Parity
     latency_ms: float | None = None
     measured_on: str | None = None
@@ -131,10 +132,12 @@ class Artifact:
         except TypeError as e:
             raise ManifestError(f"{where}.parity: {e}") from None
         _check(record.passed, bool, f"{where}.parity.passed")
-        latency = d.get("latency_ms")
+        latency, digest = d.get("latency_ms"), d.get("sha256")
+        if record.passed or digest is not None:
+            _check(digest, str, f"{where}.sha256")
         known = {"file", "format", "precision", "bytes", "sha256", "parity", "latency_ms", "measured_on"}
         return cls(file, fmt, precision, _check(d.get("bytes"), int, f"{where}.bytes"),
-                   _check(d.get("sha256"), str, f"{where}.sha256"), record,
+                   digest, record,
                    None if latency is None else float(_check(latency, (int, float), f"{where}.latency_ms")),
                    d.get("measured_on") if isinstance(d.get("measured_on"), str) else None,
                    {k: v for k, v in d.items() if k not in known})
@@ -146,6 +149,12 @@ class Artifact:
         path = Path(bundle) / file
         return cls(file, fmt, precision, path.stat().st_size, sha256(path), parity, latency_ms, measured_on,
                    notes or {})
+
+    @classmethod
+    def refused(cls, file: str, fmt: str, precision: str, size: int, parity: Parity, latency_ms=None,
+                measured_on=None, notes=None):
+        """The record of an export that failed parity and was not published: its numbers, no hash."""
+        return cls(file, fmt, precision, size, None, parity, latency_ms, measured_on, notes or {})
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("parity", "notes")}
@@ -218,6 +227,10 @@ class Manifest:
         """The artifacts whose parity passed."""
         return [a for a in self.artifacts if a.parity.passed]
 
+    def refused(self) -> list[Artifact]:
+        """The exports that failed parity, kept for their numbers; no file of theirs is published."""
+        return [a for a in self.artifacts if not a.parity.passed]
+
     def entry(self, file: str) -> Artifact | None:
         """The artifact record of ``file``, if the manifest lists it."""
         return next((a for a in self.artifacts if a.file == file), None)
@@ -227,6 +240,8 @@ def artifact_path(bundle, artifact: Artifact) -> Path:
     """The checked path of an artifact: inside ``bundle`` (no symlink out of it), its hash as recorded."""
     bundle = Path(bundle)
     path = bundle / artifact.file
+    if not artifact.parity.passed:
+        raise ManifestError(f"{path}: failed parity at conversion and was not published")
     if path.is_symlink() and not path.resolve().is_relative_to(bundle.resolve()):
         raise ManifestError(f"{path}: a symlink that leaves the bundle")
     if not path.is_file() or sha256(path) != artifact.sha256:

@@ -48,7 +48,7 @@ def choose(manifest: Manifest, fmt=None, precision=None, device="cpu") -> Choice
         if verified:
             raise BackendUnavailable(f"bundle {manifest.name}: no verified {wanted} artifact runs on {device} "
                                      f"({', '.join(sorted({a.format for a in verified}))} runs on the CPU only)")
-        refused = [a.file for a in manifest.artifacts if not a.parity.passed]
+        refused = [a.file for a in manifest.refused()]
         raise ModelError(f"bundle {manifest.name}: no verified {wanted} artifact"
                          + (f" ({', '.join(refused)} failed parity)" if refused else "")
                          + "; run `python -m convert BUNDLE --calibration DIR`"

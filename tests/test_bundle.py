@@ -39,6 +39,7 @@ def set_first_artifact(key, value):
     (set_first_artifact("bytes", 1.5), r"artifacts\[0\].bytes: expected int"),
     (set_first_artifact("latency_ms", "fast"), "latency_ms: expected"),
     (set_first_artifact("parity", {"passed": True}), "parity: .*missing"),
+    (set_first_artifact("sha256", None), r"artifacts\[0\].sha256: expected str"),
     (lambda d: d["artifacts"].append(d["artifacts"][0]), "listed twice"),
 ])
 def test_malformed_manifests_are_refused_naming_the_field(converted, tmp_path, edit, match):
@@ -75,3 +76,23 @@ def test_a_changed_source_model_clears_the_artifacts_and_the_same_keeps_them(con
     changed = m.with_source(dataclasses.replace(m.source, sha256="0" * 64))
     assert changed.artifacts == () and changed.source.details == m.source.details
     assert Source.of(converted).sha256 == m.source.sha256
+
+
+def test_an_export_refused_by_parity_is_recorded_without_a_hash_and_never_loaded(converted, tmp_path):
+    from runtime.choice import choose
+    from runtime.errors import ModelError
+
+    def refuse_int8(d):
+        for a in d["artifacts"]:
+            if a["file"] == "model.int8.onnx":
+                a["sha256"], a["parity"]["passed"], a["parity"]["failures"] = None, False, ["top-1 agreement low"]
+    bundle = edited(converted, tmp_path, refuse_int8)
+    m = Manifest.read(bundle)
+    (refused,) = m.refused()
+    assert refused.file == "model.int8.onnx" and refused.sha256 is None and refused not in m.verified()
+    with pytest.raises(ManifestError, match="failed parity at conversion"):
+        artifact_path(bundle, refused)
+    with pytest.raises(ModelError, match=r"no verified onnx/int8 artifact \(model.int8.onnx failed parity\)"):
+        choose(m, "onnx", "int8")
+    m.write(tmp_path)
+    assert Manifest.read(tmp_path) == m

@@ -116,6 +116,7 @@ def _tamper_onnx(exporter):
 
 
 def test_tampered_export_is_rejected_and_not_published(tiny_bundle, tiny_data, tmp_path):
+    from benchmarks.rows import measure, targets
     from convert.pipeline import EXPORTERS, convert
     from convert.source import open_source
 
@@ -129,8 +130,16 @@ def test_tampered_export_is_rejected_and_not_published(tiny_bundle, tiny_data, t
         source.close()
     assert results[0].error.startswith("model.fp32.onnx: parity failed: max logit diff")
     assert not (bundle / "model.fp32.onnx").exists()
-    assert Manifest.read(bundle).artifacts == ()
-    assert [p.name for p in bundle.iterdir() if p.name.startswith(".")] == []
+    m = Manifest.read(bundle)
+    assert m.verified() == [] and [p.name for p in bundle.iterdir() if p.name.startswith(".")] == []
+    (refused,) = m.refused()  # its numbers are kept, without a hash: no file was published
+    assert refused.file == "model.fp32.onnx" and refused.sha256 is None and refused.bytes > 0
+    assert refused.parity.failures == results[0].parity.failures and refused.parity.rel_logit_diff > 1e-4
+    assert refused.latency_ms > 0
+    row, out = measure(next(t for t in targets(bundle) if t.name == "onnx fp32"), "cpu", None, None, None, 0, 0,
+                       None)
+    assert out is None and row.status == "refused" and "failed parity at conversion" in row.reason
+    assert row.max_abs_diff == refused.parity.max_abs_logit_diff and row.p50_ms == refused.latency_ms
 
 
 def test_file_changed_after_publishing_is_refused(converted, tmp_path):

@@ -1,0 +1,189 @@
+"""``python -m benchmarks.int8_methods BUNDLE --calibration DIR --parity DIR``: every int8 method of
+``convert.int8_methods`` against Keras, next to the fp32 export of the same format, measured in one run:
+top-1 agreement, accuracy, rows with tied logits, batch-1 latency, size, and the parity verdict."""
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.cli import command_parser, import_tensorflow_quietly, positive_int, progress_options
+
+
+@dataclass
+class MethodRow:
+    """One file made by one method, measured against the Keras model on the parity images."""
+
+    format: str
+    method: str
+    about: str
+    diagnostic: bool = False
+    mb: float | None = None
+    top1_agreement: float | None = None
+    accuracy_ref: float | None = None
+    accuracy: float | None = None
+    tie_rows: int | None = None
+    p50_ms: float | None = None
+    speedup_vs_fp32: float | None = None
+    passed: bool | None = None
+    failures: list[str] = field(default_factory=list)
+    convert_s: float | None = None
+
+
+def tie_rows(logits: np.ndarray, k: int = 5) -> int:
+    """Images with two equal logits among their top ``k`` (the order among those is arbitrary)."""
+    top = -np.sort(-logits, axis=1)[:, :k]
+    return int(np.sum(np.any(top[:, 1:] == top[:, :-1], axis=1)))
+
+
+def make_file(exporter, source, calibration, dest: Path, how) -> Path:
+    """Write the fp32 export (``how`` None) or the int8 file of method ``how`` to ``dest``."""
+    if how is None:
+        exporter.export(source, "fp32", None, dest)
+    else:
+        exporter.int8(source, calibration, dest, how)
+    return dest
+
+
+def measure(fmt: str, name: str, about: str, make, ref, images, runs: int) -> MethodRow:
+    """Make one file with ``make(dest)``, then measure it; an exporter error becomes the row's failure."""
+    from benchmarks.timing import latency
+    from convert.parity import judge
+    from runtime.errors import first_line
+    from runtime.formats import FORMATS
+    from runtime.parity import compare
+
+    row = MethodRow(fmt, name, about)
+    t = time.perf_counter()
+    try:
+        path = make()
+    except Exception as e:  # the libraries raise many kinds; the row says which
+        row.failures = [f"export failed: {first_line(e)}"]
+        return row
+    row.convert_s, row.mb = time.perf_counter() - t, path.stat().st_size / 1e6
+    runner = FORMATS[fmt].load(path, None, "cpu")
+    out = runner.infer_batches(images.batch)
+    p = judge(compare(ref, out, images.labels), "int8")
+    row.top1_agreement, row.accuracy_ref, row.accuracy = p.top1_agreement, p.accuracy_ref, p.accuracy
+    row.passed, row.failures, row.tie_rows = p.passed, p.failures, tie_rows(out)
+    row.p50_ms = latency(lambda: runner.infer(images.batch[:1]), runs=runs).p50
+    return row
+
+
+def run(args) -> list[MethodRow]:
+    """fp32 then every selected method, per format, on one set of parity and calibration images."""
+    from convert import to_onnx, to_tflite
+    from convert.calibration import calibration_set
+    from convert.int8_methods import METHODS
+    from convert.source import open_source
+    from runtime.images import load_images
+
+    source = open_source(args.bundle)
+    m = source.manifest
+    exporters = {"onnx": to_onnx, "tflite": to_tflite}
+    try:
+        images = load_images(args.parity, m.spec(), m.classes, args.parity_images)
+        calibration = calibration_set(args.calibration, m.spec(), m.classes, args.calibration_images)
+        ref = source.predict(images.batch)
+        jobs = [(f, "fp32", "the float export this format's int8 must beat", None) for f in args.formats]
+        jobs += [(x.format, x.name, x.about, x) for x in METHODS
+                 if x.format in args.formats and (not args.methods or x.name in args.methods)]
+        rows = []
+        for fmt, name, about, how in (bar := tqdm(jobs, desc="int8 methods", unit="file", **progress_options())):
+            bar.set_postfix_str(f"{fmt} {name}")
+            dest = source.scratch / f"{name}.{fmt}"
+            make = partial(make_file, exporters[fmt], source, calibration, dest, how)
+            rows.append(measure(fmt, name, about, make, ref, images, args.runs))
+            rows[-1].diagnostic = bool(how and how.diagnostic)
+            dest.unlink(missing_ok=True)
+    finally:
+        source.close()
+    for r in rows:
+        fp32 = next(x for x in rows if x.format == r.format and x.method == "fp32")
+        if r.p50_ms and fp32.p50_ms:
+            r.speedup_vs_fp32 = fp32.p50_ms / r.p50_ms
+    return rows
+
+
+def markdown(rows: list[MethodRow], head: dict) -> str:
+    """The methods table with what it was measured on."""
+    lines = [f"# int8 methods: {head['bundle']}", "",
+             f"{head['images']} parity images ({head['parity']}), {head['calibration_images']} calibration images "
+             f"({head['calibration']}); CPU {head['cpu']} ({head['flags']}); batch-1 p50 over {head['runs']} runs. "
+             "Agreement and accuracy against the Keras model; *passed*: the int8 parity thresholds of "
+             "convert/parity.py. Diagnostic rows compute in float and are not int8 files.", "",
+             "| format | method | agreement | accuracy keras -> file | top-5 ties | b1 ms | x fp32 | MB | passed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = f"{r.accuracy_ref:.3f} -> {r.accuracy:.3f}" if r.accuracy is not None else "-"
+        verdict = "-" if r.method == "fp32" else "yes" if r.passed else "no"
+        verdict += " (diagnostic)" if r.diagnostic else ""
+        if r.top1_agreement is None:
+            verdict = "; ".join(r.failures)
+        lines.append(f"| {r.format} | {r.method} | {_f(r.top1_agreement, '{:.1%}')} | {acc} | {_f(r.tie_rows, '{}')} "
+                     f"| {_f(r.p50_ms, '{:.1f}')} | {_f(r.speedup_vs_fp32, '{:.2f}')} | {_f(r.mb, '{:.1f}')} "
+                     f"| {verdict} |")
+    lines += ["", "Methods:", ""] + [f"- {r.format} **{r.method}**: {r.about}" for r in rows if r.method != "fp32"]
+    return "\n".join(lines) + "\n"
+
+
+def _f(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def parser():
+    from runtime.formats import FORMATS
+
+    p = command_parser("python -m benchmarks.int8_methods", __doc__)
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--calibration", type=Path, required=True, help="folder of real images (>= 100 distinct)")
+    p.add_argument("--parity", type=Path, required=True, help="labelled images to compare on")
+    p.add_argument("--parity-images", type=positive_int, default=372, help="default 372 (the whole test set)")
+    p.add_argument("--calibration-images", type=positive_int, default=200, help="default 200")
+    p.add_argument("--formats", default=",".join(f for f in FORMATS if "int8" in FORMATS[f].precisions),
+                   type=lambda s: [x for x in s.split(",") if x], help="default onnx,tflite")
+    p.add_argument("--methods", type=lambda s: [x for x in s.split(",") if x], help="default: all")
+    p.add_argument("--runs", type=positive_int, default=50, help="batch-1 timing runs (default 50)")
+    p.add_argument("--out", type=Path, default=Path("reports/int8"), help="writes OUT/<bundle name>/methods.*")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    import_tensorflow_quietly(args.verbose)
+    from benchmarks.provenance import provenance
+    from convert.errors import ConvertError
+    from runtime.cpuinfo import cpu_info
+    from runtime.errors import RuntimeToolkitError, one_line_errors
+    from runtime.files import write_json
+
+    def go():
+        for folder in (args.bundle, args.calibration, args.parity):
+            if not folder.is_dir():
+                raise ConvertError(f"{folder}: no such folder")
+        rows = run(args)
+        info = cpu_info()
+        flags = ", ".join(k for k, v in info.flags.items() if v)
+        head = {"bundle": args.bundle.name, "images": args.parity_images, "parity": str(args.parity),
+                "calibration": str(args.calibration), "calibration_images": args.calibration_images,
+                "runs": args.runs, "cpu": info.model, "flags": flags, "provenance": provenance()}
+        out = args.out / args.bundle.name
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "methods.json", {**head, "rows": [asdict(r) for r in rows]})
+        text = markdown(rows, head)
+        (out / "methods.md").write_text(text)
+        print("\n" + text.split("\n\n", 2)[2].split("\n\nMethods:")[0])
+        passed = [f"{r.format} {r.method}" for r in rows if r.passed and not r.diagnostic and r.method != "fp32"]
+        print(f"\n{len(passed)} int8 method(s) pass parity: {', '.join(passed) or 'none'}; report in {out}/methods.md")
+        return 0
+
+    return one_line_errors(go, (ConvertError, RuntimeToolkitError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The int8 recipes, one table for both formats: ``convert`` uses each format's default, the
+``benchmarks.int8_methods`` command measures them all. Options are recorded in the manifest entry and
+in the file's metadata."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to make a format's int8 file; ``diagnostic`` ones isolate an error source and are not
+    deployable int8 files (they compute in float)."""
+
+    name: str
+    format: str
+    about: str
+    options: dict = field(default_factory=dict, hash=False)
+    diagnostic: bool = False
+
+
+METHODS = (
+    Method("minmax", "onnx", "static QDQ, per-channel int8 weights, uint8 activations, MinMax; int8 logits",
+           {"calibration": "minmax", "float_logits": False}),
+    Method("minmax-float-logits", "onnx", "as minmax, with the last layer in float: float logits, no ties",
+           {"calibration": "minmax"}),
+    Method("percentile", "onnx", "as minmax-float-logits, activation ranges at the 99.999th percentile",
+           {"calibration": "percentile"}),
+    Method("equalized", "onnx", "as minmax-float-logits after equalizing depthwise output channels "
+           "(exact in float: depthwise filter / s, pointwise input * s)", {"calibration": "minmax", "equalize": 0.5}),
+    Method("act16", "onnx", "as minmax-float-logits with uint16 activations (runs as float between Q/DQ)",
+           {"calibration": "minmax", "activations": "uint16"}),
+    Method("dynamic", "onnx", "dynamic quantization: uint8 weights, activations scaled per call",
+           {"dynamic": True}),
+    Method("weights-only", "onnx", "int8-rounded weights, float activations and compute (diagnostic)",
+           {"weights_only": True}, diagnostic=True),
+    Method("full-int8", "tflite", "TFLite full integer: per-channel int8 weights, int8 activations, "
+           "float32 I/O", {"mode": "int8"}),
+    Method("float-head", "tflite", "as full-int8 with the fully connected head in float (float logits)",
+           {"mode": "int8", "float_ops": ["FULLY_CONNECTED"]}),
+    Method("dynamic-range", "tflite", "dynamic range: int8 weights, activations quantized per call",
+           {"mode": "dynamic"}),
+)
+
+DEFAULT = {"onnx": "minmax-float-logits", "tflite": "full-int8"}
+
+
+def method(fmt: str, name: str | None = None) -> Method:
+    """The method ``name`` of ``fmt`` (its default when None); KeyError names the known ones."""
+    name = name or DEFAULT[fmt]
+    for m in METHODS:
+        if m.format == fmt and m.name == name:
+            return m
+    raise KeyError(f"no {fmt} int8 method {name!r}; known: {', '.join(m.name for m in METHODS if m.format == fmt)}")

@@ -1,0 +1,105 @@
+"""int8: the per-layer error report, the methods table and benchmark, float logits, exact equalization."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from runtime.bundle import Manifest
+
+from .conftest import run_module
+
+
+def test_sqnr_is_signal_power_over_noise_power():
+    from convert.int8_report import sqnr_db
+
+    x = np.ones(1000)
+    assert sqnr_db(x, x + 0.1) == pytest.approx(20.0)  # power 1 over noise 0.01
+    assert sqnr_db(x, x) is None
+
+
+def test_report_names_every_quantized_conv_of_both_formats(tiny_bundle, tiny_data, tmp_path):
+    res = run_module("convert", tiny_bundle, "--int8-report", tmp_path, "--calibration", tiny_data / "train",
+                     "--report-images", "2")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / tiny_bundle.name
+    report = json.loads((out / "int8_layers.json").read_text())
+    assert report["images"] == 2 and (out / "int8_layers.png").read_bytes()[:4] == b"\x89PNG"
+    layers = report["layers"]
+    onnx_rows = [r for r in layers if r["format"] == "onnx"]
+    tflite_rows = [r for r in layers if r["format"] == "tflite"]
+    convs = [r for r in onnx_rows if r["op"] in ("Conv", "Conv+Relu")]
+    assert len(convs) == 74  # Xception's 74 convolutions (34 of them depthwise), each quantized
+    assert all(r["weight_sqnr_db"] > 30 for r in convs)  # per-channel int8 weights: ~40 dB or better
+    assert all(np.isfinite(r["output_sqnr_db"]) and np.isfinite(r["model_sqnr_db"]) for r in convs)
+    assert sum(r["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for r in tflite_rows) == 74
+    assert all(r["output_sqnr_db"] is None or r["output_sqnr_db"] > 0 for r in tflite_rows)
+    assert "layers that add the most error" in (out / "int8_layers.md").read_text()
+    assert "most error added by" in res.stdout
+
+
+def test_report_without_calibration_is_one_line(tiny_bundle, tmp_path):
+    res = run_module("convert", tiny_bundle, "--int8-report", tmp_path)
+    assert res.returncode != 0 and res.stderr.strip().splitlines() == [
+        "error: --int8-report needs --calibration DIR (real images); got None"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_default_onnx_int8_gives_float_logits_and_records_its_method(converted, tiny_data):
+    from convert.int8_methods import DEFAULT
+    from runtime.formats import FORMATS
+    from runtime.images import load_images
+
+    model = onnx.load(str(converted / "model.int8.onnx"))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert producer[model.graph.output[0].name].op_type != "DequantizeLinear"
+    m = Manifest.read(converted)
+    entry = m.entry("model.int8.onnx")
+    assert entry.notes["quantization"]["method"] == DEFAULT["onnx"]
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["edge_classifier"])
+    assert meta["quantization"]["method"] == DEFAULT["onnx"]
+    images = load_images(tiny_data / "test", m.spec(), m.classes, 18)
+    out = FORMATS["onnx"].load(converted / "model.int8.onnx", None, "cpu").infer(images.batch)
+    assert all(len(set(row)) == len(row) for row in out.tolist())  # no two classes share a logit
+
+
+def test_equalizing_depthwise_outputs_keeps_the_float_function(converted, tiny_data):
+    import onnxruntime as ort
+
+    from convert.to_onnx import depthwise_pairs, equalize
+    from runtime.images import load_images
+
+    m = Manifest.read(converted)
+    batch = load_images(tiny_data / "train", m.spec(), m.classes, 16).batch
+    model = onnx.load(str(converted / "model.fp32.onnx"))
+    before = {i.name: onnx.numpy_helper.to_array(i).copy() for i in model.graph.initializer}
+    assert len(depthwise_pairs(model)) == 34
+
+    def run(mdl):
+        s = ort.InferenceSession(mdl.SerializeToString(), providers=["CPUExecutionProvider"])
+        return s.run(None, {mdl.graph.input[0].name: batch})[0]
+    ref = run(model)
+    eq = equalize(model, batch, 0.5)
+    changed = [i.name for i in eq.graph.initializer
+               if not np.array_equal(onnx.numpy_helper.to_array(i), before[i.name])]
+    assert len(changed) >= 34
+    assert np.abs(run(eq) - ref).max() <= 1e-5 * np.ptp(ref)
+
+
+def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(tiny_bundle, tiny_data, tmp_path):
+    res = run_module("benchmarks.int8_methods", tiny_bundle, "--calibration", tiny_data / "train",
+                     "--parity", tiny_data / "test", "--parity-images", "18", "--runs", "3",
+                     "--methods", "minmax,minmax-float-logits,weights-only,full-int8", "--out", tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = {(r["format"], r["method"]): r for r in json.loads((tmp_path / "tiny" / "methods.json").read_text())["rows"]}
+    assert set(rows) == {("onnx", "fp32"), ("tflite", "fp32"), ("onnx", "minmax"), ("onnx", "minmax-float-logits"),
+                         ("onnx", "weights-only"), ("tflite", "full-int8")}
+    assert rows[("onnx", "fp32")]["top1_agreement"] == 1.0 and rows[("tflite", "fp32")]["top1_agreement"] == 1.0
+    for (fmt, _), r in rows.items():
+        assert r["speedup_vs_fp32"] == pytest.approx(rows[(fmt, "fp32")]["p50_ms"] / r["p50_ms"])
+        assert r["mb"] > 0
+    assert rows[("onnx", "weights-only")]["diagnostic"] and not rows[("onnx", "minmax")]["diagnostic"]
+    assert rows[("onnx", "minmax-float-logits")]["tie_rows"] == 0
+    assert rows[("onnx", "minmax")]["mb"] < rows[("onnx", "fp32")]["mb"] / 3
+    assert "| onnx | minmax |" in (tmp_path / "tiny" / "methods.md").read_text()
