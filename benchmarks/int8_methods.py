@@ -28,6 +28,7 @@ class MethodRow:
     accuracy: float | None = None
     tie_rows: int | None = None
     p50_ms: float | None = None
+    fp32_p50_ms: float | None = None  # the same format's fp32 file, timed alternately with this one
     speedup_vs_fp32: float | None = None
     passed: bool | None = None
     failures: list[str] = field(default_factory=list)
@@ -49,9 +50,22 @@ def make_file(exporter, source, calibration, dest: Path, how) -> Path:
     return dest
 
 
-def measure(fmt: str, name: str, about: str, make, ref, images, runs: int) -> MethodRow:
-    """Make one file with ``make(dest)``, then measure it; an exporter error becomes the row's failure."""
-    from benchmarks.timing import latency
+def paired_p50(fn, other, runs: int) -> tuple[float, float]:
+    """Median milliseconds of ``fn`` and ``other`` timed alternately (after a warm-up of each), so that a
+    machine that slows down during the run slows both alike."""
+    fn(), other()
+    times = {fn: [], other: []}
+    for _ in range(runs):
+        for f in (fn, other):
+            t = time.perf_counter()
+            f()
+            times[f].append(time.perf_counter() - t)
+    return 1000 * float(np.median(times[fn])), 1000 * float(np.median(times[other]))
+
+
+def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=None) -> tuple[MethodRow, object]:
+    """Make one file with ``make()``, then measure it (timed alternately with the ``fp32`` runner of its
+    format when given); an exporter error becomes the row's failure. Returns the row and its runner."""
     from convert.parity import judge
     from runtime.errors import first_line
     from runtime.formats import FORMATS
@@ -63,15 +77,18 @@ def measure(fmt: str, name: str, about: str, make, ref, images, runs: int) -> Me
         path = make()
     except Exception as e:  # the libraries raise many kinds; the row says which
         row.failures = [f"export failed: {first_line(e)}"]
-        return row
+        return row, None
     row.convert_s, row.mb = time.perf_counter() - t, path.stat().st_size / 1e6
     runner = FORMATS[fmt].load(path, None, "cpu")
     out = runner.infer_batches(images.batch)
     p = judge(compare(ref, out, images.labels), "int8")
     row.top1_agreement, row.accuracy_ref, row.accuracy = p.top1_agreement, p.accuracy_ref, p.accuracy
     row.passed, row.failures, row.tie_rows = p.passed, p.failures, tie_rows(out)
-    row.p50_ms = latency(lambda: runner.infer(images.batch[:1]), runs=runs).p50
-    return row
+    one = images.batch[:1]
+    other = fp32 or runner
+    row.p50_ms, row.fp32_p50_ms = paired_p50(lambda: runner.infer(one), lambda: other.infer(one), runs)
+    row.speedup_vs_fp32 = row.fp32_p50_ms / row.p50_ms
+    return row, runner
 
 
 def run(args) -> list[MethodRow]:
@@ -92,20 +109,20 @@ def run(args) -> list[MethodRow]:
         jobs = [(f, "fp32", "the float export this format's int8 must beat", None) for f in args.formats]
         jobs += [(x.format, x.name, x.about, x) for x in METHODS
                  if x.format in args.formats and (not args.methods or x.name in args.methods)]
-        rows = []
+        rows, fp32 = [], {}
         for fmt, name, about, how in (bar := tqdm(jobs, desc="int8 methods", unit="file", **progress_options())):
             bar.set_postfix_str(f"{fmt} {name}")
             dest = source.scratch / f"{name}.{fmt}"
             make = partial(make_file, exporters[fmt], source, calibration, dest, how)
-            rows.append(measure(fmt, name, about, make, ref, images, args.runs))
-            rows[-1].diagnostic = bool(how and how.diagnostic)
-            dest.unlink(missing_ok=True)
+            row, runner = measure(fmt, name, about, make, ref, images, args.runs, fp32.get(fmt))
+            row.diagnostic = bool(how and how.diagnostic)
+            rows.append(row)
+            if how is None:
+                fp32[fmt] = runner  # its file stays until the run ends: later rows are timed against it
+            else:
+                dest.unlink(missing_ok=True)
     finally:
         source.close()
-    for r in rows:
-        fp32 = next(x for x in rows if x.format == r.format and x.method == "fp32")
-        if r.p50_ms and fp32.p50_ms:
-            r.speedup_vs_fp32 = fp32.p50_ms / r.p50_ms
     return rows
 
 
@@ -115,18 +132,21 @@ def markdown(rows: list[MethodRow], head: dict) -> str:
              f"{head['images']} parity images ({head['parity']}), {head['calibration_images']} calibration images "
              f"({head['calibration']}); CPU {head['cpu']} ({head['flags']}); batch-1 p50 over {head['runs']} runs. "
              "Agreement and accuracy against the Keras model; *passed*: the int8 parity thresholds of "
-             "convert/parity.py. Diagnostic rows compute in float and are not int8 files.", "",
-             "| format | method | agreement | accuracy keras -> file | top-5 ties | b1 ms | x fp32 | MB | passed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "convert/parity.py. Diagnostic rows compute in float and are not int8 files. *fp32 ms*: the same "
+             "format's fp32 file timed alternately with this row's (*x fp32* is their ratio).", "",
+             "| format | method | agreement | accuracy keras -> file | top-5 ties | b1 ms | fp32 ms | x fp32 | MB "
+             "| passed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = f"{r.accuracy_ref:.3f} -> {r.accuracy:.3f}" if r.accuracy is not None else "-"
         verdict = "-" if r.method == "fp32" else "yes" if r.passed else "no"
         verdict += " (diagnostic)" if r.diagnostic else ""
         if r.top1_agreement is None:
             verdict = "; ".join(r.failures)
-        lines.append(f"| {r.format} | {r.method} | {_f(r.top1_agreement, '{:.1%}')} | {acc} | {_f(r.tie_rows, '{}')} "
-                     f"| {_f(r.p50_ms, '{:.1f}')} | {_f(r.speedup_vs_fp32, '{:.2f}')} | {_f(r.mb, '{:.1f}')} "
-                     f"| {verdict} |")
+        cells = [r.format, r.method, _f(r.top1_agreement, "{:.1%}"), acc, _f(r.tie_rows, "{}"),
+                 _f(r.p50_ms, "{:.1f}"), _f(r.fp32_p50_ms, "{:.1f}"), _f(r.speedup_vs_fp32, "{:.2f}"),
+                 _f(r.mb, "{:.1f}"), verdict]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Methods:", ""] + [f"- {r.format} **{r.method}**: {r.about}" for r in rows if r.method != "fp32"]
     return "\n".join(lines) + "\n"
 

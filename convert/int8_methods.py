@@ -26,6 +26,9 @@ METHODS = (
            {"calibration": "percentile"}),
     Method("equalized", "onnx", "as minmax-float-logits after equalizing depthwise output channels "
            "(exact in float: depthwise filter / s, pointwise input * s)", {"calibration": "minmax", "equalize": 0.5}),
+    Method("gptq", "onnx", "as percentile, after equalizing the channels of each Relu that feeds a depthwise "
+           "convolution (exact in float, free for per-channel weights) and rounding every convolution's weights by "
+           "GPTQ on 128 calibration images", {"calibration": "percentile", "equalize_relu": True, "gptq": True}),
     Method("act16", "onnx", "as minmax-float-logits with uint16 activations (runs as float between Q/DQ)",
            {"calibration": "minmax", "activations": "uint16"}),
     Method("dynamic", "onnx", "dynamic quantization: uint8 weights, activations scaled per call",
@@ -40,7 +43,7 @@ METHODS = (
            {"mode": "dynamic"}),
 )
 
-DEFAULT = {"onnx": "minmax-float-logits", "tflite": "full-int8"}
+DEFAULT = {"onnx": "gptq", "tflite": "float-head"}
 
 
 def method(fmt: str, name: str | None = None) -> Method:

@@ -42,7 +42,7 @@ def onnx_layers(source, calibration, images: int) -> list[LayerError]:
 
     qdq = source.scratch / "report.int8.onnx"
     to_onnx.int8(source, calibration, qdq, method("onnx"))
-    float_file = to_onnx.prepared_file(source)
+    float_file = to_onnx.reference_file(source)
     acts = {}
     for kind, path in (("qdq", qdq), ("float", float_file)):
         augmented = source.scratch / f"report.{kind}.augmented.onnx"

@@ -2,14 +2,18 @@
 ``convert.int8_methods`` (static QDQ per channel by default)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 
 from convert.int8_methods import Method, method
+from convert.onnx_graph import equalize, equalize_relu, gptq, round_weights
 from runtime.backends import METADATA_KEY
 from runtime.cpuinfo import cpu_info
 
 EQUALIZE_IMAGES = 64
+GPTQ_IMAGES = 128
+CALIBRATION_CHUNK = 10  # images whose every activation is held at once while calibrating
 
 
 def _save(model, meta: dict, dest):
@@ -39,16 +43,29 @@ def prepared_file(source):
 
 
 class Reader:
-    """onnxruntime's CalibrationDataReader over preprocessed images, one at a time (also iterable)."""
+    """onnxruntime's CalibrationDataReader over preprocessed images, one at a time (also iterable); its
+    ``set_range`` lets the calibrator take them in chunks, so memory does not grow with their number."""
 
     def __init__(self, name: str, batch: np.ndarray):
-        self.items = iter([{name: x[None]} for x in batch])
+        self.name, self.batch = name, batch
+        self.set_range(0, len(batch))
+
+    def set_range(self, start_index: int, end_index: int):
+        self.items = iter([{self.name: x[None]} for x in self.batch[start_index:end_index]])
+
+    def __len__(self):
+        return len(self.batch)
 
     def get_next(self):
         return next(self.items, None)
 
     def __iter__(self):
         return self.items
+
+
+def chunk(n: int, most=CALIBRATION_CHUNK) -> int:
+    """The largest divisor of ``n`` up to ``most``: onnxruntime calibrates in chunks that divide the total."""
+    return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
 
 
 def int8_options(forced: bool | None = None) -> dict:
@@ -73,67 +90,26 @@ def head_nodes(model) -> list[str]:
     return []
 
 
-def tensor_means(model, tensors: list[str], batch: np.ndarray, reduce) -> list[np.ndarray]:
-    """``reduce`` of each named tensor over ``batch`` (a float model run with those tensors as outputs)."""
+def prepare(source, model, batch: np.ndarray, o: dict, qmax: int) -> Path:
+    """The float graph transformed as method options ``o`` ask, saved for the quantizer. The equalized graph
+    (the same function as the export) is kept as ``reference_file`` for the per-layer report."""
     import onnx
-    import onnxruntime as ort
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    del m.graph.output[:]
-    m.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in tensors)
-    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    runs = [session.run(tensors, {model.graph.input[0].name: batch[i:i + 8]}) for i in range(0, len(batch), 8)]
-    return [reduce(np.concatenate([r[k] for r in runs])) for k in range(len(tensors))]
-
-
-def depthwise_pairs(model) -> list:
-    """(depthwise Conv, the pointwise Conv that alone reads its output) pairs of the graph."""
-    readers = {}
-    for n in model.graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-    pairs = []
-    for n in model.graph.node:
-        group = next((a.i for a in n.attribute if a.name == "group"), 1)
-        after = readers.get(n.output[0], [])
-        if n.op_type == "Conv" and group > 1 and len(after) == 1 and after[0].op_type == "Conv":
-            pairs.append((n, after[0]))
-    return pairs
+    if o.get("equalize_relu"):
+        model = equalize_relu(model, batch[:EQUALIZE_IMAGES])
+    if o.get("equalize"):
+        model = equalize(model, batch[:EQUALIZE_IMAGES], o["equalize"])
+    onnx.save_model(model, str(reference_file(source)))
+    if o.get("gptq"):
+        model = gptq(model, batch[:GPTQ_IMAGES], qmax)
+    path = source.scratch / "prepared.int8.onnx"
+    onnx.save_model(model, str(path))
+    return path
 
 
-def equalize(model, batch: np.ndarray, alpha: float):
-    """Scale each depthwise output channel c by s_c = (range_c / max range)^alpha, undone in the pointwise
-    weights: the float function is unchanged, per-tensor int8 ranges of the depthwise outputs even out."""
-    from onnx import numpy_helper
-
-    weights = {i.name: i for i in model.graph.initializer}
-    pairs = depthwise_pairs(model)
-    ranges = tensor_means(model, [dw.output[0] for dw, _ in pairs], batch, lambda a: np.abs(a).max(axis=(0, 2, 3)))
-    for (dw, pw), r in zip(pairs, ranges, strict=True):
-        r = np.maximum(r, 1e-2 * r.max())
-        s = np.clip((r / r.max()) ** alpha, 1 / 64, 1).astype(np.float32)
-        for name, shape in ((dw.input[1], (-1, 1, 1, 1)), (pw.input[1], (1, -1, 1, 1))):
-            w = numpy_helper.to_array(weights[name])
-            scaled = w / s.reshape(shape) if name == dw.input[1] else w * s.reshape(shape)
-            weights[name].CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), name))
-    return model
-
-
-def round_weights(model):
-    """Every Conv/MatMul/Gemm weight rounded to its symmetric per-output-channel int8 grid, kept in float."""
-    from onnx import numpy_helper
-
-    weights = {i.name: i for i in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in weights:
-            w = numpy_helper.to_array(weights[n.input[1]])
-            if w.ndim >= 2:
-                axis = 0 if n.op_type == "Conv" else w.ndim - 1
-                scale = np.abs(w).max(axis=tuple(a for a in range(w.ndim) if a != axis), keepdims=True) / 127
-                q = np.round(w / np.where(scale == 0, 1, scale)) * scale
-                weights[n.input[1]].CopyFrom(numpy_helper.from_array(q.astype(w.dtype), n.input[1]))
-    return model
+def reference_file(source) -> Path:
+    """The float graph the last int8 export approximates, weights not yet rounded."""
+    return source.scratch / "float.int8.onnx"
 
 
 def int8(source, calibration, dest, how: Method) -> dict:
@@ -152,17 +128,15 @@ def int8(source, calibration, dest, how: Method) -> dict:
         quantize_dynamic(str(prepared_file(source)), str(tmp), weight_type=QuantType.QUInt8,
                          reduce_range=opts["reduce_range"])
     else:
-        src = prepared_file(source)
-        if o.get("equalize"):
-            src = source.scratch / "equalized.onnx"
-            onnx.save_model(equalize(model, calibration.batch[:EQUALIZE_IMAGES], o["equalize"]), str(src))
+        src = prepare(source, model, calibration.batch, o, 64 if opts["reduce_range"] else 127)  # ORT: max / 64, 127
         activations = QuantType.QUInt16 if o.get("activations") == "uint16" else QuantType.QUInt8
         calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[o["calibration"]]
         quantize_static(str(src), str(tmp), Reader(model.graph.input[0].name, calibration.batch),
                         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=opts["reduce_range"],
                         activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=calibrate,
                         nodes_to_exclude=head_nodes(model) if o.get("float_logits", True) else [],
-                        extra_options={"CalibPercentile": 99.999})
+                        extra_options={"CalibPercentile": 99.999,
+                                       "CalibStridedMinMax": chunk(len(calibration.batch))})
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **opts}
     _save(onnx.load(str(tmp)), {**source.metadata("onnx", "int8"), "quantization": notes}, dest)
     return {"quantization": notes}

@@ -64,10 +64,23 @@ def test_default_onnx_int8_gives_float_logits_and_records_its_method(converted, 
     assert all(len(set(row)) == len(row) for row in out.tolist())  # no two classes share a logit
 
 
+def test_default_tflite_int8_computes_its_logits_in_float(converted):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.int8_methods import DEFAULT
+
+    assert Manifest.read(converted).entry("model.int8.tflite").notes["quantization"]["method"] == DEFAULT["tflite"]
+    it = Interpreter(model_path=str(converted / "model.int8.tflite"))
+    output = it.get_output_details()[0]["index"]
+    (last,) = [op for op in it._get_ops_details() if output in op["outputs"]]
+    assert last["op_name"] == "FULLY_CONNECTED"  # not DEQUANTIZE of an int8 result
+    assert it._get_tensor_details(last["inputs"][1], 0)["dtype"] == np.float32  # its weights too
+
+
 def test_equalizing_depthwise_outputs_keeps_the_float_function(converted, tiny_data):
     import onnxruntime as ort
 
-    from convert.to_onnx import depthwise_pairs, equalize
+    from convert.onnx_graph import depthwise_pairs, equalize
     from runtime.images import load_images
 
     m = Manifest.read(converted)
@@ -96,10 +109,76 @@ def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(tiny_
     assert set(rows) == {("onnx", "fp32"), ("tflite", "fp32"), ("onnx", "minmax"), ("onnx", "minmax-float-logits"),
                          ("onnx", "weights-only"), ("tflite", "full-int8")}
     assert rows[("onnx", "fp32")]["top1_agreement"] == 1.0 and rows[("tflite", "fp32")]["top1_agreement"] == 1.0
-    for (fmt, _), r in rows.items():
-        assert r["speedup_vs_fp32"] == pytest.approx(rows[(fmt, "fp32")]["p50_ms"] / r["p50_ms"])
-        assert r["mb"] > 0
+    for r in rows.values():  # each file timed alternately with its format's fp32 file
+        assert r["p50_ms"] > 0 and r["fp32_p50_ms"] > 0 and r["mb"] > 0
+        assert r["speedup_vs_fp32"] == pytest.approx(r["fp32_p50_ms"] / r["p50_ms"])
     assert rows[("onnx", "weights-only")]["diagnostic"] and not rows[("onnx", "minmax")]["diagnostic"]
     assert rows[("onnx", "minmax-float-logits")]["tie_rows"] == 0
     assert rows[("onnx", "minmax")]["mb"] < rows[("onnx", "fp32")]["mb"] / 3
     assert "| onnx | minmax |" in (tmp_path / "tiny" / "methods.md").read_text()
+
+
+def test_gptq_rounds_onto_the_quantizers_grid_with_less_output_error_than_rounding():
+    from convert.onnx_graph import gptq_rows
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4000)) * rng.uniform(0.1, 3, (64, 1))
+    x[1::2] += 0.8 * x[::2]  # correlated inputs, as after a convolution
+    w = rng.normal(size=(32, 64))
+    q = gptq_rows(w, x @ x.T)
+    scale = np.abs(w).max(1, keepdims=True) / 127
+    steps = q / scale
+    assert np.allclose(steps, np.round(steps), atol=1e-6) and np.allclose(np.abs(steps).max(1), 127)
+    rtn = np.round(w / scale) * scale
+    assert np.linalg.norm((q - w) @ x) < 0.7 * np.linalg.norm((rtn - w) @ x)
+
+
+def test_relu_equalization_evens_channel_ranges_and_keeps_the_float_function(converted, tiny_data):
+    import onnxruntime as ort
+
+    from convert.onnx_graph import equalize_relu, relu_chains, tensor_means
+    from runtime.images import load_images
+
+    m = Manifest.read(converted)
+    batch = load_images(tiny_data / "train", m.spec(), m.classes, 16).batch
+    model = onnx.load(str(converted / "model.fp32.onnx"))
+    chains = relu_chains(model)
+    assert len(chains) == 21  # Xception: the second/third Relu of each separable block (entry, middle, exit)
+    relus = [r.output[0] for _, r, _ in chains]
+
+    def spread(mdl):
+        ranges = tensor_means(mdl, relus, batch, lambda a: np.abs(a).max(axis=(0, 2, 3)))
+        return np.median([np.median(r[r > 0]) / r.max() for r in ranges])
+
+    def run(mdl):
+        s = ort.InferenceSession(mdl.SerializeToString(), providers=["CPUExecutionProvider"])
+        return s.run(None, {mdl.graph.input[0].name: batch})[0]
+    ref, before = run(model), spread(model)
+    eq = equalize_relu(model, batch)
+    assert spread(eq) > 0.99 > before
+    assert np.abs(run(eq) - ref).max() <= 1e-5 * np.ptp(ref)
+
+
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(tiny_bundle, tiny_data, reduce_range):
+    from onnxruntime.quantization.qdq_loss_debug import create_weight_matching
+
+    from convert import to_onnx
+    from convert.calibration import calibration_set
+    from convert.int8_methods import method
+    from convert.source import open_source
+
+    source = open_source(tiny_bundle)
+    source.reduce_range = reduce_range
+    try:
+        m = source.manifest
+        images = calibration_set(tiny_data / "train", m.spec(), m.classes, 100)
+        dest = source.scratch / "gptq.int8.onnx"
+        to_onnx.int8(source, images, dest, method("onnx", "gptq"))
+        matched = create_weight_matching(str(source.scratch / "prepared.int8.onnx"), str(dest))
+    finally:
+        source.close()
+    convs = [w for w in matched.values() if w["float"].ndim == 4]
+    assert len(convs) == 74
+    for w in convs:  # the quantizer found each row already on its grid: nothing rounded twice
+        assert np.allclose(w["dequantized"], w["float"], rtol=1e-5, atol=1e-7)
