@@ -28,6 +28,8 @@ def fp32_file(source):
     """The fp32 ONNX export, made once per source in its scratch folder."""
     path = source.scratch / "fp32.onnx"
     if not path.exists():
+        spec = source.manifest.spec()
+        source.predict(np.zeros((1, spec.height, spec.width, 3), np.float32))  # Keras exports called models only
         source.model.export(str(path), format="onnx", verbose=False)
     return path
 
