@@ -5,8 +5,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-def tensor_means(model, tensors: list[str], batch: np.ndarray, reduce) -> list[np.ndarray]:
-    """``reduce`` of each named tensor over ``batch`` (a float model run with those tensors as outputs)."""
+def tensor_runs(model, tensors: list[str], batch: np.ndarray, size=8):
+    """The named tensors of a float model run on ``batch``, ``size`` images at a time: one dict per chunk
+    (one session for all chunks)."""
     import onnx
     import onnxruntime as ort
 
@@ -15,8 +16,14 @@ def tensor_means(model, tensors: list[str], batch: np.ndarray, reduce) -> list[n
     del m.graph.output[:]
     m.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in tensors)
     session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    runs = [session.run(tensors, {model.graph.input[0].name: batch[i:i + 8]}) for i in range(0, len(batch), 8)]
-    return [reduce(np.concatenate([r[k] for r in runs])) for k in range(len(tensors))]
+    for i in range(0, len(batch), size):
+        yield dict(zip(tensors, session.run(tensors, {model.graph.input[0].name: batch[i:i + size]}), strict=True))
+
+
+def tensor_means(model, tensors: list[str], batch: np.ndarray, reduce) -> list[np.ndarray]:
+    """``reduce`` of each named tensor over ``batch`` (a float model run with those tensors as outputs)."""
+    runs = list(tensor_runs(model, tensors, batch))
+    return [reduce(np.concatenate([r[t] for r in runs])) for t in tensors]
 
 
 def depthwise_pairs(model) -> list:
@@ -146,6 +153,25 @@ def gptq_rows(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, block=128) -> n
     return q
 
 
+def gptq_channels(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01) -> np.ndarray:
+    """``gptq_rows`` of each row of ``w`` (channels, inputs) with its own Hessian ``h[c]`` (a depthwise
+    filter), all channels at once."""
+    w = w.astype(np.float64)
+    scale = np.abs(w).max(1) / qmax
+    scale[scale == 0] = 1
+    rtn = np.clip(np.round(w / scale[:, None]), -qmax, qmax) * scale[:, None]
+    eye, diag = np.eye(w.shape[1]), np.diagonal(h, axis1=1, axis2=2)
+    h = h + damp * diag.mean(1)[:, None, None] * eye + eye * (diag == 0)[:, :, None]
+    hinv = np.linalg.cholesky(np.linalg.inv(h)).transpose(0, 2, 1)
+    q, w = np.zeros_like(w), w.copy()
+    for k in range(w.shape[1]):
+        q[:, k] = np.clip(np.round(w[:, k] / scale), -qmax, qmax) * scale
+        w[:, k:] -= ((w[:, k] - q[:, k]) / hinv[:, k, k])[:, None] * hinv[:, k, k:]
+    off_grid = np.abs(q).max(1) < (qmax - 0.5) * scale
+    q[off_grid] = rtn[off_grid]
+    return q
+
+
 def gptq(model, batch: np.ndarray, qmax=127, damp=0.01):
     """Every Conv weight of the graph rounded by GPTQ on the float inputs it sees for ``batch`` (kept in
     float, already on the grid the quantizer then uses: +-qmax steps); depthwise filters one channel at a time."""
@@ -155,8 +181,7 @@ def gptq(model, batch: np.ndarray, qmax=127, damp=0.01):
     convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]
     inputs = list(dict.fromkeys(n.input[0] for n in convs))
     hessians = {}
-    for i in range(0, len(batch), 8):
-        acts = dict(zip(inputs, tensor_means(model, inputs, batch[i:i + 8], lambda a: a), strict=True))
+    for acts in tensor_runs(model, inputs, batch):
         for n in convs:
             x = patches(acts[n.input[0]], n).astype(np.float64)
             h = (np.einsum("ckp,clp->ckl", x, x) if _attrs(n).get("group", 1) > 1
@@ -165,8 +190,7 @@ def gptq(model, batch: np.ndarray, qmax=127, damp=0.01):
     for n in convs:
         w = numpy_helper.to_array(weights[n.input[1]])
         if _attrs(n).get("group", 1) > 1:
-            q = np.concatenate([gptq_rows(w[c].reshape(1, -1), hessians[n.name][c], qmax, damp)
-                                for c in range(len(w))])
+            q = gptq_channels(w.reshape(len(w), -1), hessians[n.name], qmax, damp)
         else:
             q = gptq_rows(w.reshape(len(w), -1), hessians[n.name], qmax, damp)
         weights[n.input[1]].CopyFrom(numpy_helper.from_array(q.reshape(w.shape).astype(np.float32), n.input[1]))

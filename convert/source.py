@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.cache import cached
 from convert.errors import SourceError
 from runtime.bundle import Manifest, Source
 from runtime.errors import first_line
@@ -32,9 +33,8 @@ class SourceModel:
     def saved_model(self) -> Path:
         """The model exported once as a TF SavedModel (Keras 3's ``model.export``)."""
         if self._saved_model is None:
-            path = self.scratch / "saved_model"
-            self.model.export(str(path), format="tf_saved_model", verbose=False)
-            self._saved_model = path
+            self._saved_model = cached(self.manifest.source.sha256, "saved_model", lambda dest: self.model.export(
+                str(dest), format="tf_saved_model", verbose=False), self.scratch / "saved_model")
         return self._saved_model
 
     def predict(self, batch: np.ndarray, batch_size=32) -> np.ndarray:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.cache import cached
 from convert.int8_methods import Method, method
 from convert.onnx_graph import equalize, equalize_relu, gptq, round_weights
 from runtime.backends import METADATA_KEY
@@ -28,10 +29,15 @@ def fp32_file(source):
     """The fp32 ONNX export, made once per source in its scratch folder."""
     path = source.scratch / "fp32.onnx"
     if not path.exists():
-        spec = source.manifest.spec()
-        source.predict(np.zeros((1, spec.height, spec.width, 3), np.float32))  # Keras exports called models only
-        source.model.export(str(path), format="onnx", verbose=False)
+        cached(source.manifest.source.sha256, "fp32.onnx", lambda dest: export_fp32(source, dest), path)
     return path
+
+
+def export_fp32(source, dest):
+    """Keras' own ONNX export of the source model (tf2onnx underneath)."""
+    spec = source.manifest.spec()
+    source.predict(np.zeros((1, spec.height, spec.width, 3), np.float32))  # Keras exports called models only
+    source.model.export(str(dest), format="onnx", verbose=False)
 
 
 def prepared_file(source):

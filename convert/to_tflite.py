@@ -8,8 +8,6 @@ import numpy as np
 from convert.int8_methods import Method, method
 from runtime.backends import METADATA_KEY
 
-DEBUG_IMAGES = 4
-
 
 def with_metadata(data: bytes, meta: dict) -> bytes:
     """Append a JSON metadata buffer named METADATA_KEY to a TFLite flatbuffer."""
@@ -50,13 +48,14 @@ def int8(source, calibration, dest, how: Method) -> dict:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         data = conv.convert()
     elif o.get("float_ops"):
+        from tensorflow.lite.python import convert as tfl_convert
+
         conv = converter(source, calibration)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=o["float_ops"])
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=lambda: ([x[None]] for x in calibration.batch[:DEBUG_IMAGES]),
-            debug_options=options)
-        data = debugger.get_nondebug_quantized_model()
+        # What QuantizationDebugger.get_nondebug_quantized_model does, without building its debug model.
+        conv.experimental_mlir_quantizer, conv._experimental_calibrate_only = True, True
+        data = tfl_convert.mlir_quantize(conv.convert(), disable_per_channel=conv._experimental_disable_per_channel,
+                                         fully_quantize=False, denylisted_ops=o["float_ops"])
     else:
         data = converter(source, calibration).convert()
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files)}

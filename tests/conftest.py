@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Conversions of one test session share their exports (convert/cache.py), and leave none behind.
+_CACHE = tempfile.TemporaryDirectory(prefix="edge-cache-")
+os.environ["EDGE_CLASSIFIER_CACHE"] = _CACHE.name
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = Path(os.environ.get("CLOTHING_DATASET",

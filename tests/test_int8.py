@@ -118,6 +118,20 @@ def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(tiny_
     assert "| onnx | minmax |" in (tmp_path / "tiny" / "methods.md").read_text()
 
 
+def test_gptq_of_all_depthwise_channels_at_once_equals_one_channel_at_a_time():
+    from convert.onnx_graph import gptq_channels, gptq_rows
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(50, 9))
+    x = rng.normal(size=(50, 9, 300)) * rng.uniform(0.1, 3, (50, 9, 1))
+    h = np.einsum("ckp,clp->ckl", x, x)
+    h[3] = 0  # a channel that never saw a non-zero input
+    one_by_one = np.concatenate([gptq_rows(w[c:c + 1], h[c]) for c in range(len(w))])
+    assert np.array_equal(gptq_channels(w, h), one_by_one)
+    assert not np.array_equal(one_by_one, np.round(w / (np.abs(w).max(1, keepdims=True) / 127)) *
+                              (np.abs(w).max(1, keepdims=True) / 127))
+
+
 def test_gptq_rounds_onto_the_quantizers_grid_with_less_output_error_than_rounding():
     from convert.onnx_graph import gptq_rows
 
@@ -172,7 +186,7 @@ def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(tiny_bundle, tiny_
     source.reduce_range = reduce_range
     try:
         m = source.manifest
-        images = calibration_set(tiny_data / "train", m.spec(), m.classes, 100)
+        images = calibration_set(tiny_data / "train", m.spec(), m.classes, 16)
         dest = source.scratch / "gptq.int8.onnx"
         to_onnx.int8(source, images, dest, method("onnx", "gptq"))
         matched = create_weight_matching(str(source.scratch / "prepared.int8.onnx"), str(dest))
