@@ -1,0 +1,184 @@
+"""``python -m runtime.package``: the runtime with one backend, ready to copy to a Lambda or a device.
+
+  install --format F --target DIR [--arch A --python X.Y --glibc 2.N]
+      a slim folder (runtime + numpy + Pillow + the backend, pruned) to put on sys.path
+  lambda --model BUNDLE --format F [--precision P] --out function.zip [--arch A --python X.Y]
+      that folder + the handler + one verified artifact, zipped for an AWS Lambda upload;
+      handler ``lambda_function.lambda_handler``, runtime ``pythonX.Y`` (default 3.12: Amazon Linux 2023;
+      python3.11 runs on Amazon Linux 2, whose glibc 2.26 the pinned wheels do not support)
+
+Wheels for the target platform come from the registry (see runtime/wheels.py). A failed build leaves
+nothing under the final name. Ends with the sizes against Lambda's limits.
+"""
+
+import argparse
+import compileall
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from runtime.bundle import FILE as MANIFEST
+from runtime.bundle import Manifest, artifact_path
+from runtime.choice import choose
+from runtime.cli import command_parser
+from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
+from runtime.files import replacing
+from runtime.formats import FORMATS, PRECISIONS
+from runtime.wheels import ARCHES, Installed, Target, folder_bytes, install
+
+LAMBDA_GLIBC = {"3.11": "2.26", "3.12": "2.34", "3.13": "2.34"}  # Amazon Linux 2 / 2023
+LAMBDA_ZIPPED, LAMBDA_UNZIPPED = 50e6, 250 * 2 ** 20  # direct upload limit; function + layers, unzipped
+HANDLER = '''"""AWS Lambda entry point (handler lambda_function.lambda_handler): the runtime's handler, with the
+model bundled in ./model unless RUNTIME_MODEL names another."""
+
+import os
+from pathlib import Path
+
+if not os.environ.get("RUNTIME_MODEL"):
+    os.environ["RUNTIME_MODEL"] = str(Path(__file__).with_name("model"))
+
+from runtime.lambda_function import lambda_handler  # noqa: E402,F401
+'''
+
+
+def versions(packages: dict) -> str:
+    """``numpy 2.4.6, pillow 13.0.0`` from a name -> version map."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))
+
+
+@dataclass(frozen=True)
+class Package:
+    """A built Lambda zip: what it holds and its sizes."""
+
+    path: Path
+    artifact: str
+    target: Target
+    versions: dict
+    zipped: int
+    unzipped: int
+
+    def summary(self) -> str:
+        """Sizes against Lambda's limits, in one paragraph."""
+        over = self.zipped > LAMBDA_ZIPPED
+        return (f"{self.path}: {self.artifact} for python{self.target.python} on {self.target.arch} "
+                f"(glibc <= {self.target.glibc}; {versions(self.versions)})\n"
+                f"zipped {self.zipped / 1e6:.1f} MB (direct upload limit 50 MB: "
+                f"{'over, upload it through S3' if over else 'fits'}), unzipped {self.unzipped / 2 ** 20:.1f} MiB "
+                f"(limit 250 MiB); handler lambda_function.lambda_handler")
+
+
+def slim(fmt: str, dest: Path, target: Target) -> Installed:
+    """The runtime and ``fmt``'s pruned wheels in ``dest``, compiled to bytecode when ``target`` runs this
+    interpreter's Python (Lambda's code folder is read-only: without .pyc every cold start compiles)."""
+    installed = install(fmt, dest, target)
+    src = Path(__file__).resolve().parent
+    shutil.copytree(src, dest / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if target.python == Target.here().python:
+        compileall.compile_dir(dest, quiet=2, workers=0)
+    return replace(installed, bytes=folder_bytes(dest))
+
+
+def copy_model(bundle: Path, fmt: str, precision: str | None, dest: Path) -> str:
+    """One verified artifact of ``bundle`` (hash checked) and a manifest listing only it, into ``dest``."""
+    manifest = Manifest.read(bundle)
+    entry = choose(manifest, fmt, precision).entry
+    dest.mkdir()
+    shutil.copyfile(artifact_path(bundle, entry), dest / entry.file)
+    Manifest(manifest.name, manifest.classes, manifest.input, manifest.source, manifest.preprocessing,
+             manifest.output, (entry,)).write(dest)
+    return entry.file
+
+
+def zip_folder(folder: Path, out: Path):
+    """Zip ``folder``'s contents with world-readable modes (Lambda runs as another user)."""
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                info = zipfile.ZipInfo.from_file(path, path.relative_to(folder))
+                info.external_attr = (0o755 if path.stat().st_mode & 0o111 else 0o644) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with open(path, "rb") as f:
+                    z.writestr(info, f.read(), compresslevel=6)
+
+
+def build_lambda(bundle: Path, fmt: str, precision: str | None, target: Target, out: Path) -> Package:
+    """Assemble and zip a Lambda function for one artifact of ``bundle``; ModelError when it exceeds 250 MiB."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "function"
+        root.mkdir()
+        (root / "lambda_function.py").write_text(HANDLER)
+        installed = slim(fmt, root, target)
+        artifact = copy_model(Path(bundle), fmt, precision, root / "model")
+        unzipped = folder_bytes(root)
+        if unzipped > LAMBDA_UNZIPPED:
+            raise ModelError(f"{artifact}: the function would be {unzipped / 2 ** 20:.0f} MiB unzipped, over Lambda's "
+                             "250 MiB; choose a smaller precision (--precision int8)")
+        with replacing(out) as partial:
+            zip_folder(root, partial)
+            zipped = partial.stat().st_size
+    return Package(out, artifact, target, installed.versions, zipped, unzipped)
+
+
+def parser():
+    p = command_parser("python -m runtime.package", __doc__)
+    sub = p.add_subparsers(dest="command", required=True, help="install: a slim folder; lambda: a function zip")
+    for name in ("install", "lambda"):
+        s = sub.add_parser(name, description=__doc__.replace("``", ""),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        s.add_argument("--format", choices=tuple(FORMATS), required=True, help="the backend (and artifact format)")
+        s.add_argument("--arch", choices=tuple(ARCHES), help="target CPU (install: this machine's; lambda: x86_64)")
+        s.add_argument("--python", help="target Python X.Y (install: this interpreter's; lambda: 3.12)")
+        s.add_argument("--glibc", help="highest glibc on the target (install: this machine's; lambda: the runtime's)")
+    sub.choices["install"].add_argument("--target", type=Path, required=True, help="a new folder to fill")
+    lam = sub.choices["lambda"]
+    lam.add_argument("--model", type=Path, required=True, help="a converted bundle folder")
+    lam.add_argument("--precision", choices=PRECISIONS, help="artifact precision (default: the runtime's choice)")
+    lam.add_argument("--out", type=Path, default=Path("function.zip"), help="the zip to write (default function.zip)")
+    return p
+
+
+def target_of(args) -> Target:
+    """The target platform from the flags and the subcommand's defaults."""
+    here = Target.here()
+    if args.command == "install":
+        return Target(args.arch or here.arch, args.python or here.python, args.glibc or here.glibc)
+    python = args.python or "3.12"
+    if not args.glibc and python not in LAMBDA_GLIBC:
+        raise ModelError(f"--python {python}: Lambda runs {', '.join(LAMBDA_GLIBC)}; give --glibc for another host")
+    return Target(args.arch or "x86_64", python, args.glibc or LAMBDA_GLIBC[python])
+
+
+def run(args) -> int:
+    """Build what the subcommand asks for and print its summary."""
+    target = target_of(args)
+    if args.command == "install":
+        if args.target.exists() and any(args.target.iterdir()):
+            raise ModelError(f"--target {args.target}: not empty")
+        args.target.mkdir(parents=True, exist_ok=True)
+        done = slim(args.format, args.target, target)
+        print(f"{done.path}: {done.bytes / 1e6:.1f} MB installed ({versions(done.versions)}; python{target.python}, "
+              f"{target.arch}, glibc <= {target.glibc}); run with PYTHONPATH={done.path}")
+        return 0
+    if not (args.model / MANIFEST).is_file():
+        raise ModelError(f"--model {args.model}: no {MANIFEST} (not a converted bundle)")
+    try:
+        package = build_lambda(args.model, args.format, args.precision, target, args.out)
+    except BackendUnavailable as e:
+        if target.glibc != LAMBDA_GLIBC["3.11"]:
+            raise
+        raise BackendUnavailable(f"{e}; Lambda's python3.11 runs Amazon Linux 2 (glibc 2.26): "
+                                 "use --python 3.12") from None
+    print(package.summary())
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    return one_line_errors(lambda: run(args), (RuntimeToolkitError, OSError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

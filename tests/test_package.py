@@ -1,0 +1,57 @@
+"""The Lambda zip: built from the registry's wheels, unpacked, and called from a clean interpreter."""
+
+import sys
+import zipfile
+
+import pytest
+
+from benchmarks.lambda_zip import invoke, serving
+from runtime.classifier import Classifier
+from runtime.package import build_lambda, main
+from runtime.wheels import Target
+
+NOT_IMPORTED = {"flatbuffers", "packaging", "google", "sympy", "coloredlogs", "tqdm", "ml_dtypes", "tensorflow",
+                "keras", "onnx", "train", "convert", "benchmarks"}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_the_unpacked_zip_answers_the_course_event_like_the_runtime(converted, tiny_data, tmp_path, fmt):
+    package = build_lambda(converted, fmt, "fp32", Target.here(), tmp_path / "function.zip")
+    folder = tmp_path / "unpacked"
+    with zipfile.ZipFile(package.path) as z:
+        assert sum(i.file_size for i in z.infolist()) == package.unzipped
+        z.extractall(folder)
+    image = next((tiny_data / "test/red").iterdir())
+    with serving(image) as url:
+        call = invoke(folder, {"url": url}, {"RUNTIME_ALLOW_PRIVATE_URLS": "1", "RUNTIME_MODEL": ""})
+    expected = Classifier.load(converted, fmt, "fp32").predict([image], top_k=1)[0]
+    assert call.answer == pytest.approx(dict(zip(Classifier.load(converted, fmt, "fp32").info.classes,
+                                                 expected.logits, strict=True)), abs=1e-5)
+    assert [p for p in call.sys_path if not p.startswith(sys.base_prefix)] == [str(folder)]
+    assert not any("-packages" in p for p in call.sys_path)
+    assert not NOT_IMPORTED & set(call.modules)
+    assert package.artifact == f"model.fp32.{'onnx' if fmt == 'onnx' else 'tflite'}"
+
+
+def test_a_bad_bundle_or_an_unknown_artifact_leaves_no_zip(converted, tmp_path, capsys):
+    out = tmp_path / "function.zip"
+    assert main(["lambda", "--model", str(tmp_path), "--format", "onnx", "--out", str(out)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    assert main(["lambda", "--model", str(converted), "--format", "onnx", "--python", "3.11",
+                 "--glibc", "2.16", "--out", str(out)]) == 2
+    assert "at least 2.17" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".function.zip*"))
+
+
+def test_python_311_lambda_names_the_glibc_that_lacks_wheels(converted, tmp_path, capsys):
+    out = tmp_path / "function.zip"
+    assert main(["lambda", "--model", str(converted), "--format", "onnx", "--python", "3.11", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "glibc <= 2.26" in err and "--python 3.12" in err
+    assert not out.exists()
+
+
+def test_install_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["install", "--format", "onnx", "--target", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err and (tmp_path / "keep.txt").read_text() == "mine"
