@@ -159,7 +159,7 @@ def parser():
     from runtime.formats import FORMATS
 
     p = command_parser("python -m benchmarks.int8_methods", __doc__)
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", type=Path, help="a bundle folder (model.keras + manifest)")
     p.add_argument("--calibration", type=Path, required=True, help="folder of real images (>= 100 distinct)")
     p.add_argument("--parity", type=Path, required=True, help="labelled images to compare on")
     p.add_argument("--parity-images", type=positive_int, default=372, help="default 372 (the whole test set)")

@@ -1,42 +1,51 @@
 """``python -m benchmarks.runtime_bench BUNDLE --image IMG``: what the deployable runtime costs.
 
-Per backend (the fastest verified artifact of each format): cold start of a fresh process
-(import, load, first prediction; median of --cold-runs), end-to-end latency from JPEG bytes
-to label against the bare ``session.run``/``invoke`` on the same tensor, and, with
---install-size, the size of a fresh virtual environment holding the runtime and that backend.
+Per backend (the fastest verified artifact of each format): cold start of ``runtime.predict`` against a
+minimal script on the same file (time and peak RSS, alternately, median of --cold-runs), end-to-end
+latency from JPEG bytes to label against the bare ``session.run``/``invoke`` on the same tensor, and, with
+--install-size, the size of a fresh virtual environment holding the runtime and that backend
+(``pip install .[extra]``) against the slim folder of ``runtime.package install`` for this machine and
+for ARM64.
 """
 
 import io
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.rows import ROOT, Target, cold_start
+from benchmarks.cold_minimal import ColdPair, compare
+from benchmarks.rows import ROOT
 from benchmarks.timing import latency
 from runtime.bundle import Manifest
 from runtime.choice import choose
 from runtime.classifier import Classifier
 from runtime.cli import command_parser, positive_int
+from runtime.cpuinfo import cpu_info
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
 from runtime.formats import FORMATS
+from runtime.package import slim
 from runtime.preprocessing import preprocess
+from runtime.wheels import Target
+
+ARM64_GLIBC = "2.34"  # Graviton Lambdas on Amazon Linux 2023; Raspberry Pi OS bookworm has 2.36
 
 
 @dataclass
 class RuntimeRow:
-    """One backend's cold start, latencies and installed size."""
+    """One backend's cold start against a minimal script, latencies and installed sizes."""
 
     artifact: str
-    cold_start_s: float
+    cold: ColdPair
     bare_ms: float
     wrapped_ms: float
     e2e_ms: float
     overhead_vs_bare: float
     install_mb: float | None = None
+    slim_mb: float | None = None
+    arm64_slim_mb: float | None = None
 
 
 def bare_call(clf: Classifier, x):
@@ -71,19 +80,29 @@ def install_size_mb(extra: str) -> float:
         return (after - before) / 1e6
 
 
+def slim_mb(fmt: str, target: Target) -> float:
+    """MB of ``runtime.package install`` for ``target`` (wheels from the registry, pruned)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return slim(fmt, Path(tmp) / "slim", target).bytes / 1e6
+
+
 def measure(bundle: Path, fmt: str, image: str, cold_runs: int, runs: int, with_size: bool) -> RuntimeRow:
     """All figures for the fastest verified artifact of ``fmt``."""
-    art = choose(Manifest.read(bundle), fmt).entry
+    manifest = Manifest.read(bundle)
+    art = choose(manifest, fmt).entry
     clf = Classifier.load(bundle, fmt, art.precision)
     jpeg = Path(image).read_bytes()
     x = clf.preprocess(io.BytesIO(jpeg))[None]
     bare = latency(bare_call(clf, x), runs=runs).p50
     wrapped = latency(lambda: clf.predict_batch(x), runs=runs).p50
     e2e = latency(lambda: clf.predict([io.BytesIO(jpeg)]), runs=runs).p50
-    target = Target(art.file, fmt, art.precision, bundle / art.file)
-    cold = statistics.median(cold_start(target, image, "cpu")[0] for _ in range(cold_runs))
-    return RuntimeRow(art.file, cold, bare, wrapped, e2e, e2e / bare - 1,
-                      install_size_mb(FORMATS[fmt].extra) if with_size else None)
+    cold = compare(bundle, bundle / art.file, fmt, art.precision, manifest.input.height, image, cold_runs)
+    row = RuntimeRow(art.file, cold, bare, wrapped, e2e, e2e / bare - 1)
+    if with_size:
+        here = Target.here()
+        row.install_mb, row.slim_mb = install_size_mb(FORMATS[fmt].extra), slim_mb(fmt, here)
+        row.arm64_slim_mb = slim_mb(fmt, Target("arm64", here.python, ARM64_GLIBC))
+    return row
 
 
 def parser():
@@ -109,14 +128,21 @@ def run(args) -> int:
     preprocess(args.image, (8, 8))  # a missing or broken image fails here, in one line
     rows = [measure(args.bundle, f, args.image, args.cold_runs, args.runs, args.install_size)
             for f in FORMATS]
-    lines = ["| artifact | cold start s | bare run ms | runtime on tensor ms | JPEG to label ms | e2e over bare "
-             "| venv MB |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.artifact} | {r.cold_start_s:.2f} | {r.bare_ms:.2f} | {r.wrapped_ms:.2f} | {r.e2e_ms:.2f} | "
-              f"{r.overhead_vs_bare:+.0%} | " + (f"{r.install_mb:.0f} |" if r.install_mb else "- |") for r in rows]
+    lines = ["| artifact | cold start s | minimal script s | ratio | peak RSS MB | minimal RSS MB | bare run ms "
+             "| JPEG to label ms | e2e over bare | venv MB | slim MB | arm64 slim MB |", "|---" * 12 + "|"]
+    for r in rows:
+        sizes = [f"{v:.0f}" if v else "-" for v in (r.install_mb, r.slim_mb, r.arm64_slim_mb)]
+        lines.append(f"| {r.artifact} | {r.cold.runtime_s:.2f} | {r.cold.minimal_s:.2f} | {r.cold.ratio:.2f} | "
+                     f"{r.cold.runtime_rss_mb:.0f} | {r.cold.minimal_rss_mb:.0f} | {r.bare_ms:.2f} | {r.e2e_ms:.2f} | "
+                     f"{r.overhead_vs_bare:+.0%} | {' | '.join(sizes)} |")
+    lines.append(f"\nCPU: {cpu_info().model}; flags {', '.join(k for k, v in cpu_info().flags.items() if v)}; "
+                 f"cold starts: median of {args.cold_runs}, alternately; arm64 slim: glibc <= {ARM64_GLIBC}")
     print("\n".join(lines))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "runtime.json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        (args.out / "runtime.json").write_text(json.dumps(
+            [{**asdict(r), "cold_ratio": r.cold.ratio} for r in rows], indent=2) + "\n")
+        (args.out / "runtime.md").write_text("\n".join(lines) + "\n")
     return 0
 
 

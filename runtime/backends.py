@@ -5,6 +5,7 @@ Inference libraries are imported inside the loaders, so importing this module is
 
 import json
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +107,9 @@ def _interpreter_class():
     raise BackendUnavailable("no TFLite interpreter: pip install ai-edge-litert")
 
 
-def load_tflite(path, threads=None, device="cpu") -> TFLiteRunner:
-    """Load a .tflite file; the metadata buffer is parsed from the bytes already read."""
+def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner:
+    """Load a .tflite file; the metadata buffer is parsed from the bytes already read (LiteRT has no
+    spinning switch)."""
     if device != "cpu":
         raise BackendUnavailable("LiteRT runs on the CPU here; use an ONNX artifact for --device gpu")
     Interpreter = _interpreter_class()
@@ -129,8 +131,9 @@ def load_tflite(path, threads=None, device="cpu") -> TFLiteRunner:
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-def load_onnx(path, threads=None, device="cpu") -> OnnxRunner:
-    """Load an .onnx file on the CPU, or on the GPU through TensorRT/CUDA when asked."""
+def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
+    """Load an .onnx file on the CPU, or on the GPU through TensorRT/CUDA when asked; ``spinning`` False
+    lets idle intra-op threads sleep instead of spinning (see runtime/threads.py)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -139,6 +142,7 @@ def load_onnx(path, threads=None, device="cpu") -> OnnxRunner:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     providers = ["CPUExecutionProvider"]
     if device == "gpu":
         providers = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()] + providers
@@ -146,8 +150,13 @@ def load_onnx(path, threads=None, device="cpu") -> OnnxRunner:
             have = ", ".join(ort.get_available_providers())
             raise BackendUnavailable(f"no GPU provider in onnxruntime ({have}); pip install onnxruntime-gpu")
     try:
-        # From bytes, not a path: a model that points to external data files cannot reach them.
-        sess = ort.InferenceSession(Path(path).read_bytes(), opts, providers=providers)
+        # From a path (100 ms faster at 84 MB than from bytes, and no second copy in memory), through a link
+        # in an empty folder: onnxruntime (>= 1.24) looks for external data files only beside the path it
+        # is given and refuses absolute ones, so weights outside the file (and its hash) are never read.
+        with tempfile.TemporaryDirectory(prefix="edge-onnx-") as alone:
+            link = Path(alone) / "model.onnx"
+            link.symlink_to(Path(path).resolve())
+            sess = ort.InferenceSession(str(link), opts, providers=providers)
     except OSError as e:
         raise ModelError(f"cannot read {path}: {first_line(e)}") from None
     except Exception as e:  # onnxruntime raises its own untyped exceptions

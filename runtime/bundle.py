@@ -5,14 +5,14 @@ is atomic, and an artifact's file is reached only through the manifest: inside t
 not through a symlink that leaves it, with its sha256 checked.
 """
 
-import importlib.metadata
 import json
 import math
+import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from runtime.errors import ModelError
-from runtime.files import sha256, write_json
+from runtime.files import sha256, sha256_mapped, write_json
 from runtime.formats import FORMATS, PRECISIONS
 from runtime.parity import Parity
 from runtime.preprocessing import MODES, RESAMPLE, ImageSpec
@@ -88,6 +88,8 @@ class Source:
     @classmethod
     def of(cls, bundle: Path, file: str = "model.keras", **details):
         """The record of ``bundle/file`` as it is now, with the TensorFlow and Keras that wrote it."""
+        import importlib.metadata  # 30 ms at import: only conversion and training write sources
+
         versions = {}
         for package in ("tensorflow", "keras"):
             try:
@@ -236,14 +238,29 @@ class Manifest:
         return next((a for a in self.artifacts if a.file == file), None)
 
 
-def artifact_path(bundle, artifact: Artifact) -> Path:
-    """The checked path of an artifact: inside ``bundle`` (no symlink out of it), its hash as recorded."""
+def artifact_path(bundle, artifact: Artifact, check_hash=True) -> Path:
+    """The checked path of an artifact: inside ``bundle`` (no symlink out of it), its hash as recorded
+    (``check_hash=False``: the caller checks it, as ``load_verified`` does)."""
     bundle = Path(bundle)
     path = bundle / artifact.file
     if not artifact.parity.passed:
         raise ManifestError(f"{path}: failed parity at conversion and was not published")
     if path.is_symlink() and not path.resolve().is_relative_to(bundle.resolve()):
         raise ManifestError(f"{path}: a symlink that leaves the bundle")
-    if not path.is_file() or sha256(path) != artifact.sha256:
+    if not path.is_file() or (check_hash and sha256(path) != artifact.sha256):
         raise ManifestError(f"{path}: missing or its hash differs from {FILE}")
     return path
+
+
+def load_verified(bundle, artifact: Artifact, load):
+    """``load(path)`` of an artifact while a thread checks its hash (hashing a mapped file releases the GIL,
+    so on two cores it costs no time); the loaded model is returned only when the hash is the recorded one."""
+    path = artifact_path(bundle, artifact, check_hash=False)
+    digest = {}
+    thread = threading.Thread(target=lambda: digest.setdefault("sha256", sha256_mapped(path)), daemon=True)
+    thread.start()
+    loaded = load(path)
+    thread.join()
+    if digest.get("sha256") != artifact.sha256:
+        raise ManifestError(f"{path}: its hash differs from {FILE}")
+    return path, loaded

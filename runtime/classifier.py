@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bundle import FILE as MANIFEST
-from runtime.bundle import Manifest, ManifestError, artifact_path
+from runtime.bundle import Manifest, ManifestError, load_verified
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
 from runtime.formats import FORMATS, format_of
 from runtime.preprocessing import DEFAULT_LIMITS, MODES, DecodeLimits, ImageSpec
+from runtime.threads import profile as deployment
 
 DEFAULT_MODEL = "artifacts/default"
 
@@ -87,10 +88,15 @@ class Classifier:
 
     @classmethod
     def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu", overrides=None,
-             limits: DecodeLimits = DEFAULT_LIMITS):
+             limits: DecodeLimits = DEFAULT_LIMITS, profile: str | None = None):
         """Load a model file, or pick an artifact from a bundle folder (checking its hash); ``overrides``
         supply or replace classes, size and preprocessing mode (a bare model file has none); ``limits``
-        bound what each image may cost to decode."""
+        bound what each image may cost to decode; ``profile`` (runtime/threads.py) sets threads and spinning
+        where ``threads`` does not."""
+        how = deployment(profile)
+
+        def load(f, fmt):
+            return fmt.load(f, threads or how.threads_for(fmt.name), device, how.spinning)
         given = path or os.environ.get("RUNTIME_MODEL")
         path = Path(given or DEFAULT_MODEL)
         if not path.exists():
@@ -100,13 +106,12 @@ class Classifier:
         if path.is_dir():
             manifest = Manifest.read(path)
             choice = choose(manifest, fmt, precision, device)
-            file = artifact_path(path, choice.entry)
-            runner = FORMATS[choice.entry.format].load(file, threads, device)
+            file, runner = load_verified(path, choice.entry, lambda f: load(f, FORMATS[choice.entry.format]))
             return cls(runner, ModelInfo.from_dict(manifest.to_dict(), str(path), overrides), str(file), limits,
                        choice.reason)
         if not path.is_file():
             raise ModelError(f"{path} is neither a model file nor a bundle folder")
-        runner = format_of(path).load(path, threads, device)
+        runner = load(path, format_of(path))
         meta = runner.metadata or manifest_beside(path)
         return cls(runner, ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw), str(path), limits)
 

@@ -54,6 +54,16 @@ def _number(kind, text: str, what: str, ok) -> int | float:
     return value
 
 
+def add_thread_args(p: argparse.ArgumentParser):
+    """``--threads`` and ``--profile`` (runtime/threads.py: threads and spinning per deployment)."""
+    from runtime.threads import PROFILES
+
+    p.add_argument("--threads", type=positive_int, help="inference threads (default: the profile's)")
+    p.add_argument("--profile", choices=tuple(PROFILES),
+                   help="server (cores to itself), lambda, shared (other busy processes on the cores); "
+                        "default $RUNTIME_PROFILE, else server")
+
+
 def add_model_args(p: argparse.ArgumentParser, model_help: str):
     """``--model`` and the flags that describe a bare model file carrying no metadata."""
     from runtime.preprocessing import MODES

@@ -10,23 +10,13 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from runtime.errors import FetchError
 from runtime.netaddr import is_metadata, is_public
+from runtime.settings import FetchPolicy
 
 REDIRECTS = (301, 302, 303, 307, 308)
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    """What a fetch may do; cloud metadata addresses are refused whatever ``allow_private`` says."""
-
-    allow_private: bool = False
-    max_bytes: int = 10 * 1024 * 1024
-    deadline: float = 10.0
-    max_redirects: int = 3
 
 
 DEFAULT_POLICY = FetchPolicy()

@@ -45,7 +45,7 @@ FORMATS = {f.name: f for f in (
 )}
 
 
-def _load_keras(path, threads=None, device="cpu"):
+def _load_keras(path, threads=None, device="cpu", spinning=True):
     """The source model itself, compiled (Keras is imported here only)."""
     from runtime.keras_runner import load_keras
 

@@ -3,13 +3,15 @@
 Also takes ``{"image": <base64>}`` and API Gateway proxy events (body JSON or a base64 image),
 answering those with ``statusCode``/``body``. A direct event that fails gets ``{"error", "statusCode"}``
 (400 for the input, 500 for the model or the settings) instead of raising. The model comes from
-``$RUNTIME_MODEL``; settings are read from the environment once per container.
+``$RUNTIME_MODEL``; settings are read from the environment once per container; threads follow the
+"lambda" profile unless ``$RUNTIME_PROFILE`` names another (runtime/threads.py).
 """
 
 import base64
 import binascii
 import json
 import logging
+import os
 
 from runtime.classifier import Classifier
 from runtime.errors import BackendUnavailable, ConfigError, ImageError, ModelError, RuntimeToolkitError
@@ -26,7 +28,8 @@ def model() -> tuple[Classifier, Settings]:
     global _model
     if _model is None:
         settings = from_env()
-        _model = Classifier.load(limits=settings.limits), settings
+        how = os.environ.get("RUNTIME_PROFILE") or "lambda"
+        _model = Classifier.load(limits=settings.limits, profile=how), settings
     return _model
 
 

@@ -11,7 +11,15 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.cli import add_model_args, command_parser, end_quietly_on_broken_pipe, error, model_overrides, positive_int
+from runtime.cli import (
+    add_model_args,
+    add_thread_args,
+    command_parser,
+    end_quietly_on_broken_pipe,
+    error,
+    model_overrides,
+    positive_int,
+)
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.formats import DEVICES, FORMATS, PRECISIONS
 from runtime.images import list_images
@@ -27,7 +35,7 @@ def parser():
     p.add_argument("--precision", choices=PRECISIONS, help="artifact precision to pick")
     p.add_argument("--top-k", type=positive_int, default=3, help="labels shown per image (default 3)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per inference call (default 8)")
-    p.add_argument("--threads", type=positive_int, help="inference threads (default: the CPUs this process may use)")
+    add_thread_args(p)
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="gpu: ONNX Runtime's TensorRT/CUDA providers (default cpu)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -115,7 +123,7 @@ def main(argv=None) -> int:
     try:
         settings = from_env()
         clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
-                              model_overrides(args), settings.limits)
+                              model_overrides(args), settings.limits, args.profile)
     except RuntimeToolkitError as e:
         return error(str(e))
     print(f"model: {clf.file} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads); "

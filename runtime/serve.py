@@ -22,7 +22,15 @@ from runtime.access import AccessLog, error_response, log
 from runtime.apidocs import docs_page
 from runtime.bodies import media_type, multipart_file, parse_json, read_body
 from runtime.classifier import Classifier
-from runtime.cli import add_model_args, command_parser, error, model_overrides, positive_float, positive_int
+from runtime.cli import (
+    add_model_args,
+    add_thread_args,
+    command_parser,
+    error,
+    model_overrides,
+    positive_float,
+    positive_int,
+)
 from runtime.errors import BackendUnavailable, ConfigError, ModelError, RuntimeToolkitError
 from runtime.fetch import DEFAULT_POLICY, FetchPolicy
 from runtime.payload import class_logits
@@ -148,7 +156,7 @@ def parser():
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 in a container)")
     p.add_argument("--port", type=port, default=os.environ.get("PORT", "8080"), help="default $PORT, else 8080")
-    p.add_argument("--threads", type=positive_int, help="inference threads (default: the CPUs this process may use)")
+    add_thread_args(p)
     p.add_argument("--max-inflight", type=positive_int, default=32,
                    help="requests past their body held at once; more get 503 (default 32)")
     p.add_argument("--decoders", type=positive_int, default=2,
@@ -189,7 +197,7 @@ def main(argv=None) -> int:
     try:
         settings = from_env()
         clf = Classifier.load(args.model, threads=args.threads, overrides=model_overrides(args),
-                              limits=settings.limits)
+                              limits=settings.limits, profile=args.profile)
     except RuntimeToolkitError as e:
         return error(str(e))
     r = clf.runner

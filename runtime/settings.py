@@ -4,8 +4,18 @@ import os
 from dataclasses import dataclass, field
 
 from runtime.errors import ConfigError
-from runtime.fetch import FetchPolicy
 from runtime.preprocessing import DecodeLimits
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What a URL fetch may do (runtime/fetch.py); cloud metadata addresses are refused whatever
+    ``allow_private`` says."""
+
+    allow_private: bool = False
+    max_bytes: int = 10 * 1024 * 1024
+    deadline: float = 10.0
+    max_redirects: int = 3
 
 
 @dataclass(frozen=True)

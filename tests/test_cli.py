@@ -184,15 +184,29 @@ def test_convert_bare_model_without_fixed_size_or_images(tmp_path):
 def _parsers():
     """Every command line of the project, by name."""
     from benchmarks import __main__ as bench
-    from benchmarks import fuzz_http, fuzz_images, hostile, runtime_bench, serverload
+    from benchmarks import (
+        device_profile,
+        fuzz_http,
+        fuzz_images,
+        hostile,
+        int8_methods,
+        lambda_zip,
+        runtime_bench,
+        serverload,
+        shared_cores,
+    )
     from convert import __main__ as conv
-    from runtime import compare, predict, serve
+    from runtime import compare, package, predict, serve
     from train import __main__ as train
 
     found = {"runtime.predict": predict.parser(), "runtime.serve": serve.parser(), "runtime.compare": compare.parser(),
              "convert": conv.parser(), "benchmarks": bench.parser(), "benchmarks.runtime_bench": runtime_bench.parser(),
              "benchmarks.fuzz_images": fuzz_images.parser(), "benchmarks.serverload": serverload.parser(),
-             "benchmarks.fuzz_http": fuzz_http.parser(), "benchmarks.hostile": hostile.parser()}
+             "benchmarks.fuzz_http": fuzz_http.parser(), "benchmarks.hostile": hostile.parser(),
+             "benchmarks.int8_methods": int8_methods.parser(), "benchmarks.lambda_zip": lambda_zip.parser(),
+             "benchmarks.shared_cores": shared_cores.parser(), "benchmarks.device_profile": device_profile.parser()}
+    subs = next(a for a in package.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    found |= {"runtime.package": package.parser()} | {f"runtime.package {n}": p for n, p in subs.choices.items()}
     return found | {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}
 
 

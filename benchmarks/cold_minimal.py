@@ -1,0 +1,90 @@
+"""Cold start of ``python -m runtime.predict`` against a minimal script (import the backend, numpy and
+Pillow; load the same file; resize; run; print the label), measured alternately in one run: seconds
+from spawn to exit and each process's own peak RSS (read in the process as it ends).
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.rows import ROOT
+from runtime.errors import ModelError
+
+MINIMAL = {
+    "onnx": """
+import sys, numpy as np, onnxruntime as ort
+from PIL import Image
+path, image, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+x = np.asarray(Image.open(image).convert("RGB").resize((size, size), Image.NEAREST), np.float32)[None] / 127.5 - 1
+print(int(sess.run(None, {sess.get_inputs()[0].name: x})[0].argmax()))
+""",
+    "tflite": """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from PIL import Image
+path, image, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+it = Interpreter(model_path=path)
+it.allocate_tensors()
+x = np.asarray(Image.open(image).convert("RGB").resize((size, size), Image.NEAREST), np.float32)[None] / 127.5 - 1
+it.set_tensor(it.get_input_details()[0]["index"], x)
+it.invoke()
+print(int(it.get_tensor(it.get_output_details()[0]["index"]).argmax()))
+""",
+}
+# Runs a script or a module and reports the process's peak RSS on stderr as it ends, the same way for both.
+WRAPPER = """
+import runpy, sys
+kind, target = sys.argv[1], sys.argv[2]
+sys.argv = [target, *sys.argv[3:]]
+try:
+    runpy.run_module(target, run_name="__main__") if kind == "module" else exec(compile(target, "<min>", "exec"))
+finally:
+    hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+    print("peak_rss_kb", hwm, file=sys.stderr)
+"""
+
+
+@dataclass
+class ColdPair:
+    """Medians of the runtime's and the minimal script's cold starts (seconds, peak RSS MB)."""
+
+    artifact: str
+    runtime_s: float
+    minimal_s: float
+    runtime_rss_mb: float
+    minimal_rss_mb: float
+
+    @property
+    def ratio(self) -> float:
+        """The runtime's cold start over the minimal script's."""
+        return self.runtime_s / self.minimal_s
+
+
+def timed(args: list[str]) -> tuple[float, float]:
+    """Seconds from spawn to exit of the wrapped command, and its peak RSS in MB."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", WRAPPER, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300, check=False)
+    seconds = time.perf_counter() - start
+    lines = [x for x in res.stderr.splitlines() if x.startswith("peak_rss_kb")]
+    if res.returncode != 0 or not lines:
+        raise ModelError(f"cold start of {args[1][:40]!r} failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+    return seconds, int(lines[-1].split()[1]) / 1024
+
+
+def compare(bundle: Path, file: Path, fmt: str, precision: str, size: int, image: str, runs: int) -> ColdPair:
+    """``runs`` alternate cold starts of runtime.predict (bundle, format, precision) and of the minimal script."""
+    ours, minimal = [], []
+    for _ in range(runs):
+        ours.append(timed(["module", "runtime.predict", "--model", str(bundle), "--format", fmt, "--precision",
+                           precision, image]))
+        minimal.append(timed(["script", MINIMAL[fmt], str(file), image, str(size)]))
+    return ColdPair(file.name, statistics.median(s for s, _ in ours), statistics.median(s for s, _ in minimal),
+                    statistics.median(m for _, m in ours), statistics.median(m for _, m in minimal))
+
