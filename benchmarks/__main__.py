@@ -73,6 +73,16 @@ def subject(args) -> Subject:
     return Subject(args.bundle.stem, info.classes, info.spec, file_target(args.bundle), args.bundle, overrides)
 
 
+def op_profiles(rows, sub, one) -> dict:
+    """Per-operator milliseconds of the fp32 and int8 ONNX files, when both were measured."""
+    from benchmarks.op_profile import op_times
+
+    by = {r.name: r for r in rows if r.status == "ok"}
+    targets = {t.name: t for t in sub.targets}
+    names = [n for n in ("onnx fp32", "onnx int8") if n in by and n in targets]
+    return {n: op_times(targets[n].file, one) for n in names} if len(names) == 2 else {}
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     import_tensorflow_quietly(args.verbose)
@@ -84,7 +94,7 @@ def main(argv=None) -> int:
     from benchmarks.provenance import provenance
     from benchmarks.report import terminal, write
     from benchmarks.rows import measure
-    from benchmarks.timing import matmul_peak_gflops
+    from benchmarks.timing import int8_peak_gops, matmul_peak_gflops
     from runtime.cli import error, progress_options
     from runtime.errors import RuntimeToolkitError
     from runtime.images import load_images
@@ -98,7 +108,7 @@ def main(argv=None) -> int:
         return error(str(e))
     macs = count_macs(sub.macs_file) if sub.macs_file and sub.macs_file.suffix == ".onnx" else 0
     peaks = matmul_peak_gflops()
-    peak = max(peaks.values())
+    peak = {"fp32": max(peaks.values()), "int8": int8_peak_gops() if "onnxruntime" in peaks else float("nan")}
     rows, diffs, ref = [], {}, None
     for target in (bar := tqdm(sub.targets, desc="benchmark", unit="row", **progress_options())):
         bar.set_postfix_str(target.name)
@@ -111,8 +121,10 @@ def main(argv=None) -> int:
         rows.append(row)
     head = {"bundle": sub.name, "device": args.device, "provenance": provenance(), "images": len(images.files),
             "images_dir": str(args.images), "input": f"{sub.spec.height}x{sub.spec.width}", "gmacs": macs / 1e9,
-            "matmul_peak_gflops": peak, "matmul_gflops_by_library": peaks, "goals": goals(rows),
+            "matmul_peak_gflops": peak["fp32"], "matmul_gflops_by_library": peaks, "int8_peak_gops": peak["int8"],
+            "op_ms": op_profiles(rows, sub, images.batch[:1]), "goals": None,
             "logit_range": float(np.ptp(ref)) if ref is not None else None}
+    head["goals"] = goals(rows, head["op_ms"])
     out = args.out / (sub.name + ("-gpu" if args.device == "gpu" else ""))
     write(rows, head, diffs, out)
     print("\n" + terminal(rows))

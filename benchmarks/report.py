@@ -51,7 +51,9 @@ def markdown(rows: list[Row], head: dict) -> str:
              "- versions: " + ", ".join(f"{k} {v}" for k, v in head["provenance"]["versions"].items()),
              f"- images: {head['images']} from {head['images_dir']}; input {head['input']}; "
              f"{head['gmacs']:.2f} GMAC/image; float32 matmul peak {head['matmul_peak_gflops']:.1f} GFLOP/s (best of "
-             + ", ".join(f"{k} {v:.0f}" for k, v in head["matmul_gflops_by_library"].items()) + ")",
+             + ", ".join(f"{k} {v:.0f}" for k, v in head["matmul_gflops_by_library"].items())
+             + f"); int8 matmul peak {head.get('int8_peak_gops', float('nan')):.0f} GOP/s (ORT MatMulInteger u8s8; "
+             "int8 rows' share is of this one)",
              "", "| " + " | ".join(c[1] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(r, k, f) for k, _, f in COLUMNS) + " |" for r in rows]
     if head.get("goals"):

@@ -124,7 +124,7 @@ def cold_start(target: Target, image: str, device: str, overrides=None, spec=Non
     return out["done"] - start, out["peak_rss_mb"]
 
 
-def measure(target: Target, device: str, images, spec, ref, macs: int, peak: float, timing,
+def measure(target: Target, device: str, images, spec, ref, macs: int, peak: dict, timing,
             overrides=None) -> tuple[Row, np.ndarray]:
     """Measure one target; a missing backend or file gives an 'unavailable' row, an error a 'failed' one."""
     from benchmarks.timing import latency, throughput
@@ -157,7 +157,7 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: flo
     row.throughput_b32 = throughput(lambda: runner.infer(b32), 32, timing.throughput_s)
     if macs:
         row.gflops = 2 * macs * row.throughput_b32 / 1e9
-        row.peak_share = row.gflops / peak
+        row.peak_share = row.gflops / peak[target.precision if target.precision == "int8" else "fp32"]
     if timing.cold_start:
         try:
             row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides, spec)

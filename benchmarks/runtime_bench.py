@@ -25,7 +25,7 @@ from runtime.classifier import Classifier
 from runtime.cli import command_parser, positive_int
 from runtime.cpuinfo import cpu_info
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
-from runtime.formats import FORMATS
+from runtime.formats import FORMATS, PRECISIONS
 from runtime.package import slim
 from runtime.preprocessing import preprocess
 from runtime.wheels import Target
@@ -86,10 +86,11 @@ def slim_mb(fmt: str, target: Target) -> float:
         return slim(fmt, Path(tmp) / "slim", target).bytes / 1e6
 
 
-def measure(bundle: Path, fmt: str, image: str, cold_runs: int, runs: int, with_size: bool) -> RuntimeRow:
-    """All figures for the fastest verified artifact of ``fmt``."""
+def measure(bundle: Path, fmt: str, precision: str | None, image: str, cold_runs: int, runs: int,
+            with_size: bool) -> RuntimeRow:
+    """All figures for the artifact of ``fmt`` at ``precision`` (None: the one the runtime chooses)."""
     manifest = Manifest.read(bundle)
-    art = choose(manifest, fmt).entry
+    art = choose(manifest, fmt, precision).entry
     clf = Classifier.load(bundle, fmt, art.precision)
     jpeg = Path(image).read_bytes()
     x = clf.preprocess(io.BytesIO(jpeg))[None]
@@ -109,6 +110,7 @@ def parser():
     p = command_parser("python -m benchmarks.runtime_bench", __doc__)
     p.add_argument("bundle", type=Path, help="a converted bundle folder")
     p.add_argument("--image", required=True, help="a JPEG to classify")
+    p.add_argument("--precision", choices=PRECISIONS, help="artifact precision (default: the runtime's choice)")
     p.add_argument("--cold-runs", type=positive_int, default=5, help="fresh processes per backend (default 5)")
     p.add_argument("--runs", type=positive_int, default=100, help="timed calls per latency (default 100)")
     p.add_argument("--install-size", action="store_true", help="also pip-install each backend into a fresh venv")
@@ -126,7 +128,7 @@ def run(args) -> int:
     if not args.bundle.is_dir():
         raise ModelError(f"no bundle folder at {args.bundle}")
     preprocess(args.image, (8, 8))  # a missing or broken image fails here, in one line
-    rows = [measure(args.bundle, f, args.image, args.cold_runs, args.runs, args.install_size)
+    rows = [measure(args.bundle, f, args.precision, args.image, args.cold_runs, args.runs, args.install_size)
             for f in FORMATS]
     lines = ["| artifact | cold start s | minimal script s | ratio | peak RSS MB | minimal RSS MB | bare run ms "
              "| JPEG to label ms | e2e over bare | venv MB | slim MB | arm64 slim MB |", "|---" * 12 + "|"]

@@ -54,6 +54,22 @@ def matmul_peak_gflops(n=2048, repeats=5) -> dict[str, float]:
     return out
 
 
+def int8_peak_gops(n=2048, repeats=5) -> float:
+    """Best int8 GOP/s of an n x n MatMulInteger (uint8 x int8, int32 out) in ONNX Runtime, all threads:
+    the kernel int8 Conv and MatMul run on (VNNI where the CPU has it)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(x, t, [n, n])
+          for x, t in (("a", TensorProto.UINT8), ("b", TensorProto.INT8), ("c", TensorProto.INT32))]
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "mmi", io[:2], io[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 255, (n, n), np.uint8), rng.integers(-127, 127, (n, n), np.int8)
+    return 2 * n ** 3 / 1e9 / min(_timed(lambda: sess.run(None, {"a": a, "b": b})) for _ in range(repeats + 1))
+
+
 def _ort_matmul(n: int):
     """An onnxruntime session computing one n x n MatMul."""
     import onnxruntime as ort

@@ -1,8 +1,8 @@
 """A cache of a source model's slow, deterministic exports (the SavedModel, the fp32 ONNX graph), keyed by
 the model file's sha256, the export's kind and the versions of the tools that make it, so converting the
-same model again (another int8 method, a report, a re-run) skips them. ``$EDGE_CLASSIFIER_CACHE`` moves it
-(default ``~/.cache/edge-classifier``, the KEEP most recently used entries); ``off`` disables it. Every
-artifact is still checked for parity.
+same model again (another int8 method, a report, a re-run) skips them. ``$EDGE_EXPORT_CACHE`` moves it
+(default ``~/.cache/edge-classifier/exports``, beside the ImageNet weights; the KEEP most recently used
+entries); ``off`` disables it. Every artifact is still checked for parity.
 """
 
 import hashlib
@@ -17,11 +17,11 @@ KEEP = 6  # entries kept, most recently used first: two models' worth of exports
 
 
 def root() -> Path | None:
-    """The cache folder, or None when ``$EDGE_CLASSIFIER_CACHE`` is ``off``."""
-    where = os.environ.get("EDGE_CLASSIFIER_CACHE", "")
+    """The cache folder, or None when ``$EDGE_EXPORT_CACHE`` is ``off``."""
+    where = os.environ.get("EDGE_EXPORT_CACHE", "")
     if where.lower() == "off":
         return None
-    return Path(where) if where else Path.home() / ".cache" / "edge-classifier"
+    return Path(where) if where else Path.home() / ".cache" / "edge-classifier" / "exports"
 
 
 def key(model_sha256: str, kind: str) -> str:

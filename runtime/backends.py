@@ -4,6 +4,7 @@ Inference libraries are imported inside the loaders, so importing this module is
 """
 
 import json
+import mmap
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -108,18 +109,18 @@ def _interpreter_class():
 
 
 def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner:
-    """Load a .tflite file; the metadata buffer is parsed from the bytes already read (LiteRT has no
-    spinning switch)."""
+    """Load a .tflite file; its metadata buffer is parsed from a memory map (LiteRT has no spinning
+    switch)."""
     if device != "cpu":
         raise BackendUnavailable("LiteRT runs on the CPU here; use an ONNX artifact for --device gpu")
     Interpreter = _interpreter_class()
     threads = threads or available_cpus()
     try:
-        data = open(path, "rb").read()
-        it = Interpreter(model_content=data, num_threads=threads)
-        it.allocate_tensors()
-        meta = read_metadata(data).get(METADATA_KEY)
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            meta = read_metadata(data).get(METADATA_KEY)
         metadata = json.loads(meta) if meta else {}
+        it = Interpreter(model_path=str(path), num_threads=threads)  # LiteRT maps the file: no copy in memory
+        it.allocate_tensors()
     except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
     inp = it.get_input_details()[0]

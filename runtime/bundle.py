@@ -259,8 +259,10 @@ def load_verified(bundle, artifact: Artifact, load):
     digest = {}
     thread = threading.Thread(target=lambda: digest.setdefault("sha256", sha256_mapped(path)), daemon=True)
     thread.start()
-    loaded = load(path)
-    thread.join()
-    if digest.get("sha256") != artifact.sha256:
-        raise ManifestError(f"{path}: its hash differs from {FILE}")
+    try:
+        loaded = load(path)
+    finally:  # a changed file is reported as changed, even when it also failed to load
+        thread.join()
+        if digest.get("sha256") != artifact.sha256:
+            raise ManifestError(f"{path}: its hash differs from {FILE}") from None
     return path, loaded

@@ -17,13 +17,19 @@ def sha256(path) -> str:
     return h.hexdigest()
 
 
-def sha256_mapped(path) -> str:
-    """Hex SHA-256 of a file hashed from a memory map in one call, which runs without the GIL."""
+def sha256_mapped(path, chunk=16 << 20) -> str:  # chunk: a multiple of the page size
+    """Hex SHA-256 of a file hashed from a memory map, 16 MB per call (each runs without the GIL), each
+    chunk's pages dropped from this process once hashed so its resident memory does not grow by the file."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return hashlib.sha256().hexdigest()
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return hashlib.sha256(m).hexdigest()
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return h.hexdigest()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m, memoryview(m) as view:
+            for start in range(0, size, chunk):
+                h.update(view[start:start + chunk])
+                m.madvise(mmap.MADV_DONTNEED, start, min(chunk, size - start))
+    return h.hexdigest()
 
 
 @contextmanager

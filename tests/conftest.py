@@ -14,7 +14,7 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Conversions of one test session share their exports (convert/cache.py), and leave none behind.
 _CACHE = tempfile.TemporaryDirectory(prefix="edge-cache-")
-os.environ["EDGE_CLASSIFIER_CACHE"] = _CACHE.name
+os.environ["EDGE_EXPORT_CACHE"] = _CACHE.name
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = Path(os.environ.get("CLOTHING_DATASET",

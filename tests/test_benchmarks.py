@@ -46,7 +46,13 @@ def test_every_column_is_filled_or_explained(report):
     flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
     assert data["provenance"]["flags"] == {f: f in flags for f in data["provenance"]["flags"]}
     assert data["provenance"]["versions"]["numpy"] == np.__version__
-    assert data["gmacs"] > 0 and data["matmul_peak_gflops"] > 0
+    assert data["gmacs"] > 0 and data["matmul_peak_gflops"] > 0 and data["int8_peak_gops"] > 0
+    assert rows["onnx int8"]["peak_share"] == pytest.approx(rows["onnx int8"]["gflops"] / data["int8_peak_gops"])
+    assert rows["onnx fp32"]["peak_share"] == pytest.approx(rows["onnx fp32"]["gflops"] / data["matmul_peak_gflops"])
+    int8_ops = data["op_ms"]["onnx int8"]
+    assert "ConvInteger" in int8_ops or "QLinearConv" in int8_ops, int8_ops
+    assert "Conv" in data["op_ms"]["onnx fp32"] and all(v >= 0 for v in int8_ops.values())
+    assert any(g.startswith("onnx int8 batch 1") for g in data["goals"])
     table = stdout.strip().split("\n\n")[0].splitlines()
     assert table[0].split() == ["target", "status", "MB", "agree", "acc", "p50", "ms", "x", "keras"]
     assert max(map(len, table)) <= 80 and len(table) == 9

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from runtime.bundle import FILE, Manifest, ManifestError, Source, artifact_path
@@ -96,3 +97,13 @@ def test_an_export_refused_by_parity_is_recorded_without_a_hash_and_never_loaded
         choose(m, "onnx", "int8")
     m.write(tmp_path)
     assert Manifest.read(tmp_path) == m
+
+
+def test_the_mapped_hash_equals_the_streamed_one(tmp_path):
+    from runtime.files import sha256, sha256_mapped
+
+    data = tmp_path / "blob"
+    data.write_bytes(np.random.default_rng(0).integers(0, 256, 3 * 4096 + 17, np.uint8).tobytes())
+    (tmp_path / "empty").write_bytes(b"")
+    for path in (data, tmp_path / "empty"):
+        assert sha256_mapped(path, chunk=4096) == sha256(path) == sha256_mapped(path)
