@@ -85,7 +85,7 @@ class LambdaRow:
     """The measured zip: sizes, cold starts and the first answer."""
 
     artifact: str
-    zipped_mb: float
+    zipped_mib: float
     unzipped_mib: float
     cold_start_s: float
     cold_start_runs: list
@@ -103,7 +103,7 @@ def measure(bundle: Path, fmt: str, precision: str | None, image: Path, runs: in
         z.extractall(folder)
     with serving(image.resolve()) as url:
         calls = [invoke(folder, {"url": url}, {"RUNTIME_ALLOW_PRIVATE_URLS": "1"}) for _ in range(runs)]
-    return LambdaRow(package.artifact, package.zipped / 1e6, package.unzipped / 2 ** 20,
+    return LambdaRow(package.artifact, package.zipped / 2 ** 20, package.unzipped / 2 ** 20,
                      statistics.median(c.seconds for c in calls), [round(c.seconds, 3) for c in calls],
                      max(c.peak_rss_mb for c in calls), calls[0].answer)
 
@@ -125,10 +125,10 @@ def run(args) -> int:
         raise ModelError(f"--image {args.image}: no such file")
     with tempfile.TemporaryDirectory() as tmp:
         row = measure(args.bundle, args.format, args.precision, args.image, args.runs, Path(tmp))
-    print("| artifact | zipped MB | unzipped MiB | cold start s (median) | peak RSS MB | answer |")
+    print("| artifact | zipped MiB | unzipped MiB | cold start s (median) | peak RSS MB | answer |")
     print("|---|---|---|---|---|---|")
     top = max(row.answer, key=row.answer.get) if "error" not in row.answer else row.answer["error"]
-    print(f"| {row.artifact} | {row.zipped_mb:.1f} | {row.unzipped_mib:.1f} | {row.cold_start_s:.2f} | "
+    print(f"| {row.artifact} | {row.zipped_mib:.1f} | {row.unzipped_mib:.1f} | {row.cold_start_s:.2f} | "
           f"{row.peak_rss_mb:.0f} | {top} |")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

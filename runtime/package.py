@@ -30,7 +30,8 @@ from runtime.formats import FORMATS, PRECISIONS
 from runtime.wheels import ARCHES, Installed, Target, folder_bytes, install
 
 LAMBDA_GLIBC = {"3.11": "2.26", "3.12": "2.34", "3.13": "2.34"}  # Amazon Linux 2 / 2023
-LAMBDA_ZIPPED, LAMBDA_UNZIPPED = 50e6, 250 * 2 ** 20  # direct upload limit; function + layers, unzipped
+# Direct upload: 50 MiB (CreateFunction takes 69,905,067 bytes of base64); function + layers: 250 MiB unzipped.
+LAMBDA_ZIPPED, LAMBDA_UNZIPPED = 50 * 2 ** 20, 250 * 2 ** 20
 HANDLER = '''"""AWS Lambda entry point (handler lambda_function.lambda_handler): the runtime's handler, with the
 model bundled in ./model unless RUNTIME_MODEL names another."""
 
@@ -65,7 +66,7 @@ class Package:
         over = self.zipped > LAMBDA_ZIPPED
         return (f"{self.path}: {self.artifact} for python{self.target.python} on {self.target.arch} "
                 f"(glibc <= {self.target.glibc}; {versions(self.versions)})\n"
-                f"zipped {self.zipped / 1e6:.1f} MB (direct upload limit 50 MB: "
+                f"zipped {self.zipped / 2 ** 20:.1f} MiB (direct upload limit 50 MiB: "
                 f"{'over, upload it through S3' if over else 'fits'}), unzipped {self.unzipped / 2 ** 20:.1f} MiB "
                 f"(limit 250 MiB); handler lambda_function.lambda_handler")
 
@@ -94,14 +95,14 @@ def copy_model(bundle: Path, fmt: str, precision: str | None, dest: Path) -> str
 
 def zip_folder(folder: Path, out: Path):
     """Zip ``folder``'s contents with world-readable modes (Lambda runs as another user)."""
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 info = zipfile.ZipInfo.from_file(path, path.relative_to(folder))
                 info.external_attr = (0o755 if path.stat().st_mode & 0o111 else 0o644) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with open(path, "rb") as f:
-                    z.writestr(info, f.read(), compresslevel=6)
+                    z.writestr(info, f.read(), compresslevel=9)
 
 
 def build_lambda(bundle: Path, fmt: str, precision: str | None, target: Target, out: Path) -> Package:

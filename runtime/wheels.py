@@ -18,9 +18,11 @@ from runtime.errors import BackendUnavailable
 
 PACKAGES = {"onnx": ("onnxruntime", "numpy", "pillow"), "tflite": ("ai-edge-litert", "numpy", "pillow")}
 ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}
-# What inference never loads: tests, typing stubs, build tools, the ORT C library the Python module does not
+# What inference never loads: tests, typing stubs, build tools, numpy's lazily imported random, fft,
+# polynomial and masked-array modules and its SIMD test module, the ORT C library the Python module does not
 # link (its extension is self-contained), model tools, LiteRT's WebGPU accelerator, Pillow's AVIF and fonts.
-PRUNE = ("bin", "**/tests", "**/*.pyi", "numpy/f2py", "numpy/distutils", "numpy/_pyinstaller",
+PRUNE = ("bin", "**/tests", "**/*.pyi", "numpy/f2py", "numpy/distutils", "numpy/_pyinstaller", "numpy/random",
+         "numpy/fft", "numpy/polynomial", "numpy/ma", "numpy/_core/_simd.*", "numpy/_core/_multiarray_tests.*",
          "onnxruntime/capi/libonnxruntime.so*", "onnxruntime/transformers", "onnxruntime/quantization",
          "onnxruntime/tools", "onnxruntime/datasets", "ai_edge_litert/libLiteRtWebGpuAccelerator.so",
          "ai_edge_litert/tools", "ai_edge_litert/vendors", "PIL/_avif.*", "pillow.libs/libavif*",
