@@ -207,3 +207,20 @@ def test_bodies_over_the_byte_cap_are_refused(http_root):
     with pytest.raises(FetchError, match="over 1000 bytes"):
         fetch(f"{base}/big.jpg", policy)
     assert len(fetch(f"{base}/ok.jpg", policy)) == 1000
+
+
+@pytest.mark.parametrize("name, spinning, litert_threads", [("server", "1", available_cpus()), ("shared", "0", 1),
+                                                            ("lambda", "0", available_cpus())])
+def test_a_deployment_profile_reaches_both_backends(converted, name, spinning, litert_threads):
+    onnx = Classifier.load(converted, "onnx", "fp32", profile=name).runner
+    options = onnx.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == spinning
+    assert options.intra_op_num_threads == available_cpus()
+    assert Classifier.load(converted, "tflite", "fp32", profile=name).runner.threads == litert_threads
+
+
+def test_an_unknown_profile_is_one_line(converted, tiny_data):
+    image = next((tiny_data / "test/red").iterdir())
+    res = run_module("runtime.predict", image, "--model", converted, env={"RUNTIME_PROFILE": "turbo"})
+    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1] == (
+        "error: profile 'turbo': known profiles are server, lambda, shared")
