@@ -13,6 +13,7 @@ nothing under the final name. Ends with the sizes against Lambda's limits.
 
 import argparse
 import compileall
+import os
 import shutil
 import sys
 import tempfile
@@ -71,14 +72,15 @@ class Package:
                 f"(limit 250 MiB); handler lambda_function.lambda_handler")
 
 
-def slim(fmt: str, dest: Path, target: Target) -> Installed:
+def slim(fmt: str, dest: Path, target: Target, shown: str | None = None) -> Installed:
     """The runtime and ``fmt``'s pruned wheels in ``dest``, compiled to bytecode when ``target`` runs this
-    interpreter's Python (Lambda's code folder is read-only: without .pyc every cold start compiles)."""
+    interpreter's Python (Lambda's code folder is read-only: without .pyc every cold start compiles);
+    tracebacks name the files under ``shown``, where the folder will be (default ``dest``)."""
     installed = install(fmt, dest, target)
     src = Path(__file__).resolve().parent
     shutil.copytree(src, dest / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if target.python == Target.here().python:
-        compileall.compile_dir(dest, quiet=2, workers=0)
+        compileall.compile_dir(dest, quiet=2, workers=0, ddir=shown)
     return replace(installed, bytes=folder_bytes(dest))
 
 
@@ -111,7 +113,7 @@ def build_lambda(bundle: Path, fmt: str, precision: str | None, target: Target, 
         root = Path(tmp) / "function"
         root.mkdir()
         (root / "lambda_function.py").write_text(HANDLER)
-        installed = slim(fmt, root, target)
+        installed = slim(fmt, root, target, "/var/task")
         artifact = copy_model(Path(bundle), fmt, precision, root / "model")
         unzipped = folder_bytes(root)
         if unzipped > LAMBDA_UNZIPPED:
@@ -156,10 +158,13 @@ def run(args) -> int:
     """Build what the subcommand asks for and print its summary."""
     target = target_of(args)
     if args.command == "install":
-        if args.target.exists() and any(args.target.iterdir()):
-            raise ModelError(f"--target {args.target}: not empty")
-        args.target.mkdir(parents=True, exist_ok=True)
-        done = slim(args.format, args.target, target)
+        if args.target.exists() and (not args.target.is_dir() or any(args.target.iterdir())):
+            raise ModelError(f"--target {args.target}: not an empty folder")
+        args.target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{args.target.name}.", dir=args.target.parent) as tmp:
+            done = slim(args.format, Path(tmp) / "slim", target, str(args.target.resolve()))  # renamed when whole
+            os.replace(done.path, args.target)
+        done = replace(done, path=args.target)
         print(f"{done.path}: {done.bytes / 1e6:.1f} MB installed ({versions(done.versions)}; python{target.python}, "
               f"{target.arch}, glibc <= {target.glibc}); run with PYTHONPATH={done.path}")
         return 0

@@ -51,7 +51,11 @@ def test_python_311_lambda_names_the_glibc_that_lacks_wheels(converted, tmp_path
     assert not out.exists()
 
 
-def test_install_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+def test_install_refuses_a_folder_that_is_not_empty_and_a_failed_one_leaves_nothing(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["install", "--format", "onnx", "--target", str(tmp_path)]) == 2
-    assert "not empty" in capsys.readouterr().err and (tmp_path / "keep.txt").read_text() == "mine"
+    assert "not an empty folder" in capsys.readouterr().err and (tmp_path / "keep.txt").read_text() == "mine"
+    new = tmp_path / "slim"
+    assert main(["install", "--format", "onnx", "--glibc", "2.16", "--target", str(new)]) == 2
+    assert "at least 2.17" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
