@@ -44,8 +44,8 @@ sys.argv = [target, *sys.argv[3:]]
 try:
     runpy.run_module(target, run_name="__main__") if kind == "module" else exec(compile(target, "<min>", "exec"))
 finally:
-    hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
-    print("peak_rss_kb", hwm, file=sys.stderr)
+    from benchmarks.coldstart import peak_rss_mb
+    print("peak_rss_mb", peak_rss_mb(), file=sys.stderr)
 """
 
 
@@ -72,10 +72,10 @@ def timed(args: list[str]) -> tuple[float, float]:
     res = subprocess.run([sys.executable, "-c", WRAPPER, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300, check=False)
     seconds = time.perf_counter() - start
-    lines = [x for x in res.stderr.splitlines() if x.startswith("peak_rss_kb")]
+    lines = [x for x in res.stderr.splitlines() if x.startswith("peak_rss_mb")]
     if res.returncode != 0 or not lines:
         raise ModelError(f"cold start of {args[1][:40]!r} failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
-    return seconds, int(lines[-1].split()[1]) / 1024
+    return seconds, float(lines[-1].split()[1])
 
 
 def compare(bundle: Path, file: Path, fmt: str, precision: str, size: int, image: str, runs: int) -> ColdPair:

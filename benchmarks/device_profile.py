@@ -48,8 +48,8 @@ for _ in range(int(runs)):
     start = time.perf_counter()
     clf.predict([io.BytesIO(jpeg)])
     times.append((time.perf_counter() - start) * 1000)
-hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
-print(json.dumps({"first": first, "label": label, "times_ms": times, "peak_rss_mb": hwm / 1024,
+from benchmarks.coldstart import peak_rss_mb
+print(json.dumps({"first": first, "label": label, "times_ms": times, "peak_rss_mb": peak_rss_mb(),
                   "threads": clf.runner.threads}))
 """
 

@@ -26,6 +26,7 @@ from runtime.package import build_lambda
 from runtime.wheels import Target
 
 CHILD = """
+# Standard library only: sys.path holds the unpacked function alone (so no benchmarks.coldstart here).
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import lambda_function

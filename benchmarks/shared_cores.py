@@ -4,6 +4,7 @@ on an idle machine and beside a busy neighbour process (one CPU-bound Python loo
 It is the measurement behind the deployment profiles in runtime/threads.py (server, lambda, shared).
 """
 
+import functools
 import json
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def measure(path: Path, fmt: str, size: int, runs: int) -> list[SharedRow]:
     x = np.random.default_rng(0).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
     rows = []
     for threads, spinning in choices(fmt):
-        call = (lambda r: lambda: r.infer(x))(FORMATS[fmt].load(path, threads, "cpu", spinning))
+        call = functools.partial(FORMATS[fmt].load(path, threads, "cpu", spinning).infer, x)
         call()
         idle = latency(call, runs=runs)
         with busy_neighbour():

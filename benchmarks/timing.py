@@ -44,11 +44,10 @@ def matmul_peak_gflops(n=2048, repeats=5) -> dict[str, float]:
     (all threads each uses); the larger one is this machine's measured peak."""
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
-    flops = 2 * n ** 3 / 1e9
-    out = {"numpy": flops / min(_timed(lambda: a @ b) for _ in range(repeats + 1))}
+    out = {"numpy": _best_rate(lambda: a @ b, n, repeats)}
     try:
-        run = _ort_matmul(n)
-        out["onnxruntime"] = flops / min(_timed(lambda: run(a, b)) for _ in range(repeats + 1))
+        run = _ort_matmul("MatMul", n, "FLOAT", "FLOAT", "FLOAT")
+        out["onnxruntime"] = _best_rate(lambda: run(a, b), n, repeats)
     except ImportError:
         pass
     return out
@@ -57,26 +56,26 @@ def matmul_peak_gflops(n=2048, repeats=5) -> dict[str, float]:
 def int8_peak_gops(n=2048, repeats=5) -> float:
     """Best int8 GOP/s of an n x n MatMulInteger (uint8 x int8, int32 out) in ONNX Runtime, all threads:
     the kernel int8 Conv and MatMul run on (VNNI where the CPU has it)."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    io = [helper.make_tensor_value_info(x, t, [n, n])
-          for x, t in (("a", TensorProto.UINT8), ("b", TensorProto.INT8), ("c", TensorProto.INT32))]
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "mmi", io[:2], io[2:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 255, (n, n), np.uint8), rng.integers(-127, 127, (n, n), np.int8)
-    return 2 * n ** 3 / 1e9 / min(_timed(lambda: sess.run(None, {"a": a, "b": b})) for _ in range(repeats + 1))
+    run = _ort_matmul("MatMulInteger", n, "UINT8", "INT8", "INT32")
+    return _best_rate(lambda: run(a, b), n, repeats)
 
 
-def _ort_matmul(n: int):
-    """An onnxruntime session computing one n x n MatMul."""
+def _best_rate(fn, n: int, repeats: int) -> float:
+    """Giga-operations per second (2 n^3 per call) of the fastest of ``repeats + 1`` calls of ``fn``."""
+    return 2 * n ** 3 / 1e9 / min(_timed(fn) for _ in range(repeats + 1))
+
+
+def _ort_matmul(op: str, n: int, a_type: str, b_type: str, c_type: str):
+    """An onnxruntime session computing one n x n product ``op`` (MatMul, MatMulInteger) of the given
+    TensorProto element types."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    io = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "abc"]
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm", io[:2], io[2:])
+    io = [helper.make_tensor_value_info(x, getattr(TensorProto, t), [n, n])
+          for x, t in (("a", a_type), ("b", b_type), ("c", c_type))]
+    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], "mm", io[:2], io[2:])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return lambda a, b: sess.run(None, {"a": a, "b": b})

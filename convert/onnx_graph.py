@@ -128,48 +128,59 @@ def patches(x: np.ndarray, node) -> np.ndarray:
     return v.transpose(1, 4, 5, 0, 2, 3).reshape(c, kh * kw, n * oh * ow)
 
 
+def _row_scales(w: np.ndarray, qmax: int) -> np.ndarray:
+    """Each row's symmetric int8 step: its largest magnitude over ``qmax`` (1 for an all-zero row)."""
+    scale = np.abs(w).max(1) / qmax
+    scale[scale == 0] = 1
+    return scale
+
+
+def _round(x: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
+    """``x`` rounded onto the grid of ``scale`` steps, clipped to +-qmax steps."""
+    return np.clip(np.round(x / scale), -qmax, qmax) * scale
+
+
+def _keep_max_on_grid(q: np.ndarray, w: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
+    """Rows of ``q`` whose largest value moved off +-qmax steps replaced by plain rounding of ``w``, so the
+    quantizer, which sets each row's scale from its max, finds the same grid."""
+    off_grid = np.abs(q).max(1) < (qmax - 0.5) * scale
+    q[off_grid] = _round(w[off_grid], scale[off_grid, None], qmax)
+    return q
+
+
 def gptq_rows(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, block=128) -> np.ndarray:
     """Round each row of ``w`` (rows, inputs) to its symmetric grid (max |w| / qmax), column by column,
     moving each column's rounding error onto the columns not yet rounded as the input Hessian ``h`` says
-    (GPTQ, Frantar et al. 2023). A row whose largest value moved off +-qmax keeps plain rounding, so the
-    quantizers, which set each row's scale from its max, find the same grid."""
-    w = w.astype(np.float64)
-    scale = np.abs(w).max(1) / qmax
-    scale[scale == 0] = 1
-    rtn = np.clip(np.round(w / scale[:, None]), -qmax, qmax) * scale[:, None]
+    (GPTQ, Frantar et al. 2023); rows whose max moved keep plain rounding (``_keep_max_on_grid``)."""
+    w0 = w.astype(np.float64)
+    scale = _row_scales(w0, qmax)
     h = h + damp * np.mean(np.diag(h)) * np.eye(len(h)) + np.diag(np.diag(h) == 0)
     hinv = np.linalg.cholesky(np.linalg.inv(h)).T
-    q, w = np.zeros_like(w), w.copy()
+    q, w = np.zeros_like(w0), w0.copy()
     for i in range(0, w.shape[1], block):
         j = min(i + block, w.shape[1])
         err = np.zeros((w.shape[0], j - i))
         for k in range(i, j):
-            q[:, k] = np.clip(np.round(w[:, k] / scale), -qmax, qmax) * scale
+            q[:, k] = _round(w[:, k], scale, qmax)
             err[:, k - i] = (w[:, k] - q[:, k]) / hinv[k, k]
             w[:, k:j] -= np.outer(err[:, k - i], hinv[k, k:j])
         w[:, j:] -= err @ hinv[i:j, j:]
-    off_grid = np.abs(q).max(1) < (qmax - 0.5) * scale
-    q[off_grid] = rtn[off_grid]
-    return q
+    return _keep_max_on_grid(q, w0, scale, qmax)
 
 
 def gptq_channels(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01) -> np.ndarray:
     """``gptq_rows`` of each row of ``w`` (channels, inputs) with its own Hessian ``h[c]`` (a depthwise
     filter), all channels at once."""
-    w = w.astype(np.float64)
-    scale = np.abs(w).max(1) / qmax
-    scale[scale == 0] = 1
-    rtn = np.clip(np.round(w / scale[:, None]), -qmax, qmax) * scale[:, None]
-    eye, diag = np.eye(w.shape[1]), np.diagonal(h, axis1=1, axis2=2)
+    w0 = w.astype(np.float64)
+    scale = _row_scales(w0, qmax)
+    eye, diag = np.eye(w0.shape[1]), np.diagonal(h, axis1=1, axis2=2)
     h = h + damp * diag.mean(1)[:, None, None] * eye + eye * (diag == 0)[:, :, None]
     hinv = np.linalg.cholesky(np.linalg.inv(h)).transpose(0, 2, 1)
-    q, w = np.zeros_like(w), w.copy()
+    q, w = np.zeros_like(w0), w0.copy()
     for k in range(w.shape[1]):
-        q[:, k] = np.clip(np.round(w[:, k] / scale), -qmax, qmax) * scale
+        q[:, k] = _round(w[:, k], scale, qmax)
         w[:, k:] -= ((w[:, k] - q[:, k]) / hinv[:, k, k])[:, None] * hinv[:, k, k:]
-    off_grid = np.abs(q).max(1) < (qmax - 0.5) * scale
-    q[off_grid] = rtn[off_grid]
-    return q
+    return _keep_max_on_grid(q, w0, scale, qmax)
 
 
 def gptq(model, batch: np.ndarray, qmax=127, damp=0.01):

@@ -108,10 +108,10 @@ def prepare(source, model, batch: np.ndarray, o: dict, qmax: int) -> Path:
     if o.get("equalize"):
         model = equalize(model, batch[:EQUALIZE_IMAGES], o["equalize"])
     onnx.save_model(model, str(reference_file(source)))
-    if o.get("gptq"):
-        model = gptq(model, batch[:GPTQ_IMAGES], qmax)
+    if not o.get("gptq"):
+        return reference_file(source)
     path = source.scratch / "prepared.int8.onnx"
-    onnx.save_model(model, str(path))
+    onnx.save_model(gptq(model, batch[:GPTQ_IMAGES], qmax), str(path))
     return path
 
 
@@ -126,16 +126,16 @@ def int8(source, calibration, dest, how: Method) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     o = how.options
-    model = onnx.load(str(prepared_file(source)))
     tmp = source.scratch / "int8.onnx"
     opts = int8_options(source.reduce_range)
-    if o.get("weights_only"):
-        tmp = source.scratch / "weights-only.onnx"
-        onnx.save_model(round_weights(model), str(tmp))
-    elif o.get("dynamic"):
+    if o.get("dynamic"):
         quantize_dynamic(str(prepared_file(source)), str(tmp), weight_type=QuantType.QUInt8,
                          reduce_range=opts["reduce_range"])
+    elif o.get("weights_only"):
+        tmp = source.scratch / "weights-only.onnx"
+        onnx.save_model(round_weights(onnx.load(str(prepared_file(source)))), str(tmp))
     else:
+        model = onnx.load(str(prepared_file(source)))
         src = prepare(source, model, calibration.batch, o, 64 if opts["reduce_range"] else 127)  # ORT: max / 64, 127
         activations = QuantType.QUInt16 if o.get("activations") == "uint16" else QuantType.QUInt8
         calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[o["calibration"]]

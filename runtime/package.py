@@ -14,6 +14,7 @@ nothing under the final name. Ends with the sizes against Lambda's limits.
 import argparse
 import compileall
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -90,14 +91,13 @@ def copy_model(bundle: Path, fmt: str, precision: str | None, dest: Path) -> str
     entry = choose(manifest, fmt, precision).entry
     dest.mkdir()
     shutil.copyfile(artifact_path(bundle, entry), dest / entry.file)
-    Manifest(manifest.name, manifest.classes, manifest.input, manifest.source, manifest.preprocessing,
-             manifest.output, (entry,)).write(dest)
+    replace(manifest, artifacts=(entry,)).write(dest)
     return entry.file
 
 
 def zip_folder(folder: Path, out: Path):
     """Zip ``folder``'s contents with world-readable modes (Lambda runs as another user)."""
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    with zipfile.ZipFile(out, "w") as z:  # each entry's ZipInfo sets its own compression
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 info = zipfile.ZipInfo.from_file(path, path.relative_to(folder))
@@ -112,9 +112,9 @@ def build_lambda(bundle: Path, fmt: str, precision: str | None, target: Target, 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "function"
         root.mkdir()
+        artifact = copy_model(Path(bundle), fmt, precision, root / "model")  # a bad bundle fails before pip
         (root / "lambda_function.py").write_text(HANDLER)
         installed = slim(fmt, root, target, "/var/task")
-        artifact = copy_model(Path(bundle), fmt, precision, root / "model")
         unzipped = folder_bytes(root)
         if unzipped > LAMBDA_UNZIPPED:
             raise ModelError(f"{artifact}: the function would be {unzipped / 2 ** 20:.0f} MiB unzipped, over Lambda's "
@@ -125,6 +125,13 @@ def build_lambda(bundle: Path, fmt: str, precision: str | None, target: Target, 
     return Package(out, artifact, target, installed.versions, zipped, unzipped)
 
 
+def version(text: str) -> str:
+    """An argparse type: a version ``X.Y`` (Python 3.12, glibc 2.34)."""
+    if not re.fullmatch(r"\d+\.\d+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version X.Y")
+    return text
+
+
 def parser():
     p = command_parser("python -m runtime.package", __doc__)
     sub = p.add_subparsers(dest="command", required=True, help="install: a slim folder; lambda: a function zip")
@@ -133,8 +140,9 @@ def parser():
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         s.add_argument("--format", choices=tuple(FORMATS), required=True, help="the backend (and artifact format)")
         s.add_argument("--arch", choices=tuple(ARCHES), help="target CPU (install: this machine's; lambda: x86_64)")
-        s.add_argument("--python", help="target Python X.Y (install: this interpreter's; lambda: 3.12)")
-        s.add_argument("--glibc", help="highest glibc on the target (install: this machine's; lambda: the runtime's)")
+        s.add_argument("--python", type=version, help="target Python X.Y (install: this interpreter's; lambda: 3.12)")
+        s.add_argument("--glibc", type=version,
+                       help="highest glibc on the target, 2.N (install: this machine's; lambda: the runtime's)")
     sub.choices["install"].add_argument("--target", type=Path, required=True, help="a new folder to fill")
     lam = sub.choices["lambda"]
     lam.add_argument("--model", type=Path, required=True, help="a converted bundle folder")

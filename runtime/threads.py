@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.errors import ConfigError
+
 
 def cgroup_cpus(root=Path("/sys/fs/cgroup")) -> float | None:
     """CPUs allowed by the cgroup v2 ``cpu.max`` (or v1 quota/period), None when unlimited."""
@@ -54,8 +56,6 @@ PROFILES = {
 
 def profile(name: str | None) -> Profile:
     """The named profile, else ``$RUNTIME_PROFILE``, else server; ConfigError for an unknown name."""
-    from runtime.errors import ConfigError
-
     name = name or os.environ.get("RUNTIME_PROFILE") or "server"
     if name not in PROFILES:
         raise ConfigError(f"profile {name!r}: known profiles are {', '.join(PROFILES)}")

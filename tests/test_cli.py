@@ -31,6 +31,8 @@ def last_line(res) -> str:
     ["train", "--data", "d", "--dropout", "1.5"], ["convert", "b", "--parity-images", "0"],
     ["benchmarks", "b", "--images", "d", "--limit", "0"], ["benchmarks", "b", "--images", "d", "--runs", "0"],
     ["benchmarks.runtime_bench", "b", "--image", "x.jpg", "--runs", "0"],
+    ["runtime.package", "install", "--format", "onnx", "--glibc", "0", "--target", "x"],
+    ["runtime.package", "lambda", "--model", "b", "--format", "onnx", "--python", "abc"],
 ])
 def test_out_of_range_numbers_are_usage_errors(command):
     res = run_module(*command)
