@@ -88,7 +88,7 @@ class Source:
     @classmethod
     def of(cls, bundle: Path, file: str = "model.keras", **details):
         """The record of ``bundle/file`` as it is now, with the TensorFlow and Keras that wrote it."""
-        import importlib.metadata  # 30 ms at import: only conversion and training write sources
+        import importlib.metadata  # slow to import: only conversion and training write sources
 
         versions = {}
         for package in ("tensorflow", "keras"):
