@@ -49,7 +49,7 @@ class Subject:
     classes: list[str]
     spec: object  # runtime.preprocessing.ImageSpec, imported with the rest when the benchmark runs
     targets: list
-    macs_file: Path | None  # the fp32 ONNX whose Conv/MatMul/Gemm nodes are counted, when there is one
+    macs_file: Path | None  # the fp32 ONNX (else the .keras model) whose multiply-adds are counted
     overrides: dict
 
 
@@ -64,8 +64,10 @@ def subject(args) -> Subject:
     if args.bundle.is_dir():
         m = Manifest.read(args.bundle)
         onnx = m.entry("model.fp32.onnx")
+        counted = [args.bundle / onnx.file] if onnx else []
+        counted.append(args.bundle / m.source.file)
         return Subject(m.name, list(m.classes), m.spec(), targets(args.bundle),
-                       args.bundle / onnx.file if onnx else None, {})
+                       next((f for f in counted if f.is_file()), None), {})
     if not args.bundle.is_file():
         raise ModelError(f"no bundle or model file at {args.bundle}")
     overrides = model_overrides(args)
@@ -89,12 +91,12 @@ def main(argv=None) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from benchmarks.flops import count_macs
+    from benchmarks.flops import count_file_macs
     from benchmarks.goals import goals
     from benchmarks.provenance import provenance
     from benchmarks.report import terminal, write
     from benchmarks.rows import measure
-    from benchmarks.timing import int8_peak_gops, matmul_peak_gflops
+    from benchmarks.timing import gpu_matmul_peak_gflops, int8_peak_gops, matmul_peak_gflops
     from runtime.cli import error, progress_options
     from runtime.errors import RuntimeToolkitError
     from runtime.images import load_images
@@ -106,8 +108,8 @@ def main(argv=None) -> int:
         images = load_images(args.images, sub.spec, sub.classes, args.limit)
     except RuntimeToolkitError as e:
         return error(str(e))
-    macs = count_macs(sub.macs_file) if sub.macs_file and sub.macs_file.suffix == ".onnx" else 0
-    peaks = matmul_peak_gflops()
+    macs = count_file_macs(sub.macs_file)
+    peaks = {"jax gpu": gpu_matmul_peak_gflops()} if args.device == "gpu" else matmul_peak_gflops()
     peak = {"fp32": max(peaks.values()), "int8": int8_peak_gops() if "onnxruntime" in peaks else float("nan")}
     rows, diffs, ref = [], {}, None
     for target in (bar := tqdm(sub.targets, desc="benchmark", unit="row", **progress_options())):

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.rows import ROOT
+from benchmarks.rows import ROOT, child_env
 from runtime.errors import ModelError
 
 MINIMAL = {
@@ -67,7 +67,7 @@ class ColdPair:
 
 def timed(args: list[str]) -> tuple[float, float]:
     """Seconds from spawn to exit of the wrapped command, and its peak RSS in MB."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env(os.environ)
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", WRAPPER, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300, check=False)

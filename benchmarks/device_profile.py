@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.rows import ROOT
+from benchmarks.rows import ROOT, child_env
 from runtime.bundle import Manifest
 from runtime.cli import command_parser, positive_int
 from runtime.cpuinfo import cpu_info
@@ -106,7 +106,7 @@ def caged(profile: DeviceProfile):
 def measure(bundle: Path, fmt: str, precision: str, image: Path, runs: int, profile: DeviceProfile,
             enter) -> DeviceRow:
     """One fresh, caged process for one artifact."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(profile.cores)}
+    env = child_env(os.environ, OMP_NUM_THREADS=str(profile.cores))
     start = time.time()
     res = subprocess.run([sys.executable, "-c", CHILD, str(bundle), str(image), fmt, precision, str(runs)],
                          cwd=ROOT, env=env, preexec_fn=enter, capture_output=True, text=True, timeout=900,

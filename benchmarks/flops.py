@@ -1,4 +1,6 @@
-"""Multiply-adds per image, counted from an ONNX graph's Conv, MatMul and Gemm nodes."""
+"""Multiply-adds per image, counted from an ONNX graph's Conv, MatMul and Gemm nodes or a Keras model's layers."""
+
+import math
 
 import numpy as np
 
@@ -26,3 +28,37 @@ def count_macs(path) -> int:
             trans_b = any(a.name == "transB" and a.i for a in node.attribute)
             macs += int(np.prod(out)) * int(w[1] if trans_b else w[0])
     return macs
+
+
+def count_keras_macs(path) -> int:
+    """Multiply-accumulates of one image through the .keras model at ``path``, counted as the ONNX graph
+    counts them: Conv2D, DepthwiseConv2D, both halves of SeparableConv2D, and Dense."""
+    import keras
+
+    macs = 0
+    for layer in _leaf_layers(keras.saving.load_model(path, compile=False)):
+        kind = type(layer).__name__
+        if kind not in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"):
+            continue
+        out = math.prod(layer.output.shape[1:])
+        if kind == "SeparableConv2D":
+            kh, kw, cin, mult = layer.depthwise_kernel.shape
+            macs += out // layer.filters * cin * mult * (kh * kw + layer.filters)
+        elif kind == "DepthwiseConv2D":
+            macs += out * math.prod(layer.kernel.shape[:2])
+        else:
+            macs += out * math.prod(layer.kernel.shape[:-1])
+    return macs
+
+
+def count_file_macs(path) -> int:
+    """Multiply-accumulates per image of an .onnx or .keras file; 0 for no file or another format."""
+    if path is None or not path.is_file():
+        return 0
+    return {".onnx": count_macs, ".keras": count_keras_macs}.get(path.suffix, lambda _: 0)(path)
+
+
+def _leaf_layers(model):
+    """Every layer of ``model``, descending into nested models (the Xception base)."""
+    for layer in model.layers:
+        yield from _leaf_layers(layer) if hasattr(layer, "layers") else (layer,)

@@ -1,9 +1,11 @@
-"""Where and with what a report was measured: CPU, cores, library versions, date."""
+"""Where and with what a report was measured: CPU, cores, GPUs, library versions, date."""
 
 import datetime
 import importlib.metadata
 import os
 import platform
+import shutil
+import subprocess
 
 from runtime.cpuinfo import cpu_info
 from runtime.threads import available_cpus
@@ -22,9 +24,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+def gpus() -> list[str]:
+    """Each NVIDIA GPU as nvidia-smi names it (name, driver, memory); none without nvidia-smi."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    res = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30)
+    return [line.strip() for line in res.stdout.splitlines() if line.strip()] if res.returncode == 0 else []
+
+
 def provenance() -> dict:
     """A dict for the head of every report."""
     cpu = cpu_info()
     return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "cpu": cpu.model, "flags": cpu.flags, "cores": os.cpu_count(), "usable_cpus": available_cpus(),
-            "python": platform.python_version(), "platform": platform.platform(), "versions": versions()}
+            "gpus": gpus(), "python": platform.python_version(), "platform": platform.platform(),
+            "versions": versions()}

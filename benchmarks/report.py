@@ -33,8 +33,8 @@ def terminal(rows: list[Row]) -> str:
         lines.append(f"{r.name[:16]:<16} {r.status:<12} {_f(r.size_mb, '{:.1f}'):>6} "
                      f"{_f(r.top1_agreement, '{:.1%}'):>7} {_f(r.accuracy, '{:.3f}'):>6} {_f(r.p50_ms, '{:.1f}'):>8} "
                      f"{_f(keras / r.p50_ms if keras and r.p50_ms else None, '{:.1f}x'):>8}")
-    reasons = [f"  {r.name}: {r.reason}" for r in rows if r.status != "ok"]
-    return "\n".join(lines + (["", "not measured:"] + reasons if reasons else []))
+    reasons = [f"  {r.name}: {r.reason}" for r in rows if r.reason]
+    return "\n".join(lines + (["", "not measured (or only in part):"] + reasons if reasons else []))
 
 
 def _f(value, fmt: str) -> str:
@@ -48,6 +48,7 @@ def markdown(rows: list[Row], head: dict) -> str:
              f"- date: {head['provenance']['date']}; CPU: {head['provenance']['cpu']} "
              f"({head['provenance']['usable_cpus']} usable of {head['provenance']['cores']} cores)",
              f"- flags: {flags}",
+             "- GPU: " + ("; ".join(head["provenance"].get("gpus", [])) or "none seen (no nvidia-smi)"),
              "- versions: " + ", ".join(f"{k} {v}" for k, v in head["provenance"]["versions"].items()),
              f"- images: {head['images']} from {head['images_dir']}; input {head['input']}; "
              f"{head['gmacs']:.2f} GMAC/image; float32 matmul peak {head['matmul_peak_gflops']:.1f} GFLOP/s (best of "

@@ -110,10 +110,17 @@ def refused_row(row: Row, entry: Artifact) -> Row:
     return row
 
 
+def child_env(base, **extra) -> dict:
+    """``base`` (an environment) for a benchmark's child process: this checkout first on PYTHONPATH, the
+    caller's entries kept after it (packages installed with ``pip --target``, as on the GPU machine)."""
+    path = os.pathsep.join(p for p in (str(ROOT), base.get("PYTHONPATH")) if p)
+    return {**base, **extra, "PYTHONPATH": path}
+
+
 def cold_start(target: Target, image: str, device: str, overrides=None, spec=None) -> tuple[float, float]:
     """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB."""
     kind = "keras" if target.format == "keras" else "runtime"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = child_env(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.time()
     res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(target.file), image, device,
                           json.dumps(overrides or {}), json.dumps(asdict(spec) if spec else {})],

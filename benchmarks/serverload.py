@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.rows import ROOT
+from benchmarks.rows import ROOT, child_env
 from runtime.cli import command_parser, positive_int
 from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
 from runtime.images import list_images
@@ -57,7 +57,7 @@ def start(bundle: Path, max_inflight: int, *flags, log=None, env=None):
     env = {**{k: v for k, v in os.environ.items() if k != "RUNTIME_ALLOW_PRIVATE_URLS"}, **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--model", str(bundle), "--port", str(port),
                              "--max-inflight", str(max_inflight), *map(str, flags)], cwd=ROOT,
-                            env={**env, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
+                            env=child_env(env), stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         if proc.poll() is not None:

@@ -127,3 +127,33 @@ def test_cold_start_of_a_runtime_row_and_a_keras_row(converted, tiny_data):
     for name in ("onnx fp32", "keras predict"):
         seconds, rss = cold_start(rows[name], image, "cpu", spec=spec)
         assert 0 < seconds < 120 and 20 < rss < 4000, (name, seconds, rss)
+
+
+def test_multiply_adds_from_keras_layers_equal_the_onnx_count(converted, tmp_path):
+    from benchmarks.__main__ import parser, subject
+    from benchmarks.flops import count_file_macs, count_keras_macs, count_macs
+
+    onnx_macs = count_macs(converted / "model.fp32.onnx")
+    assert onnx_macs > 1e7 and count_keras_macs(converted / "model.keras") == onnx_macs
+    bundle = tmp_path / "no-fp32-onnx"
+    shutil.copytree(converted, bundle)
+    (bundle / "model.fp32.onnx").unlink()
+    sub = subject(parser().parse_args([str(bundle), "--images", str(tmp_path)]))
+    assert sub.macs_file == bundle / "model.keras" and count_file_macs(sub.macs_file) == onnx_macs
+    (bundle / "model.keras").unlink()
+    assert subject(parser().parse_args([str(bundle), "--images", str(tmp_path)])).macs_file is None
+
+
+def test_a_child_process_keeps_the_callers_python_path_after_this_checkout(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.rows import ROOT, child_env
+
+    (tmp_path / "only_here.py").write_text("WHERE = 'caller'\n")
+    env = child_env({**os.environ, "PYTHONPATH": str(tmp_path)}, EXTRA="1")
+    code = "import only_here, runtime, os; print(only_here.WHERE, runtime.__file__, os.environ['EXTRA'])"
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path.parent, capture_output=True, text=True)
+    assert res.stdout.split() == ["caller", str(ROOT / "runtime" / "__init__.py"), "1"], res.stderr
+    assert child_env({})["PYTHONPATH"] == str(ROOT)
