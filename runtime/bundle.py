@@ -11,6 +11,7 @@ import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from runtime import verified
 from runtime.errors import ModelError
 from runtime.files import sha256, sha256_mapped, write_json
 from runtime.formats import FORMATS, PRECISIONS
@@ -253,9 +254,13 @@ def artifact_path(bundle, artifact: Artifact, check_hash=True) -> Path:
 
 
 def load_verified(bundle, artifact: Artifact, load):
-    """``load(path)`` of an artifact while a thread checks its hash (hashing a mapped file releases the GIL,
-    so on two cores it costs no time); the loaded model is returned only when the hash is the recorded one."""
+    """``load(path)`` of an artifact while a thread checks its hash (hashing a mapped file releases the GIL);
+    the loaded model is returned only when the hash is the recorded one. A file unchanged since its hash
+    last matched (runtime/verified.py) is not hashed again."""
     path = artifact_path(bundle, artifact, check_hash=False)
+    if verified.known(path, artifact.sha256):
+        return path, load(path)
+    seen = verified.identity(path)
     digest = {}
     thread = threading.Thread(target=lambda: digest.setdefault("sha256", sha256_mapped(path)), daemon=True)
     thread.start()
@@ -265,4 +270,5 @@ def load_verified(bundle, artifact: Artifact, load):
         thread.join()
         if digest.get("sha256") != artifact.sha256:
             raise ManifestError(f"{path}: its hash differs from {FILE}") from None
+    verified.remember(path, artifact.sha256, seen)
     return path, loaded
