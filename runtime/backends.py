@@ -6,7 +6,6 @@ Inference libraries are imported inside the loaders, so importing this module is
 import json
 import mmap
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +153,8 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
         # From a path (faster than from bytes, and no second copy in memory), through a link
         # in an empty folder: onnxruntime (>= 1.24) looks for external data files only beside the path it
         # is given and refuses absolute ones, so weights outside the file (and its hash) are never read.
+        import tempfile  # here: the TFLite path and the CLI's start need not import it
+
         with tempfile.TemporaryDirectory(prefix="edge-onnx-") as alone:
             link = Path(alone) / "model.onnx"
             link.symlink_to(Path(path).resolve())

@@ -1,6 +1,5 @@
 """Small file helpers: hashing and atomic writes (temporary name, then rename)."""
 
-import hashlib
 import json
 import mmap
 import os
@@ -10,6 +9,8 @@ from pathlib import Path
 
 def sha256(path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
+    import hashlib  # here: a start whose model was verified before (runtime/verified.py) needs none
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -20,6 +21,8 @@ def sha256(path) -> str:
 def sha256_mapped(path, chunk=16 << 20) -> str:  # chunk: a multiple of the page size
     """Hex SHA-256 of a file hashed from a memory map, 16 MB per call (each runs without the GIL), each
     chunk's pages dropped from this process once hashed so its resident memory does not grow by the file."""
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

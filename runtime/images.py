@@ -1,6 +1,5 @@
 """Listing and loading images: files, folders, and labelled ``root/<class>/<image>`` folders."""
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,8 @@ class ImageSet:
 
 def load_images(folder, spec: ImageSpec, classes, n: int) -> ImageSet:
     """``n`` distinct images (by content) spread over ``folder``; unreadable or oversized files are skipped."""
+    import hashlib  # here: runtime.predict imports this module and hashes nothing
+
     seen, picked = set(), []
     for path, label in labelled_images(folder, classes):
         try:

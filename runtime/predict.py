@@ -22,7 +22,6 @@ from runtime.cli import (
 )
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.formats import DEVICES, FORMATS, PRECISIONS
-from runtime.images import list_images
 
 PROGRESS_EVERY = 50  # images between progress lines on stderr
 
@@ -76,6 +75,8 @@ def expand(inputs):
     for item in inputs:
         path = Path(item)
         if item != "-" and "://" not in item and path.is_dir():
+            from runtime.images import list_images  # here: a start on files alone need not import it
+
             images = list_images(path)
             yield from (str(p) for p in images) if images else [(item, "folder holds no images")]
         else:
@@ -83,13 +84,17 @@ def expand(inputs):
 
 
 def read(item: str, settings):
-    """The image source of one input: stdin or a URL as bytes, a path otherwise (every read bounded)."""
-    from runtime.fetch import fetch, is_url
+    """The image source of one input: stdin or a URL as bytes, a path otherwise (every read bounded; the
+    network code is imported only for a URL, as ``runtime.fetch.is_url`` tells one)."""
     from runtime.preprocessing import read_bounded
 
     if item == "-":
         return read_bounded(sys.stdin.buffer, settings.limits.max_bytes)
-    return fetch(item, settings.fetch) if is_url(item) else item
+    if "://" not in item:
+        return item
+    from runtime.fetch import fetch
+
+    return fetch(item, settings.fetch)
 
 
 def show(item: str, result, as_json: bool, model: str):
