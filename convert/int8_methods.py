@@ -35,6 +35,9 @@ METHODS = (
            {"dynamic": True}),
     Method("weights-only", "onnx", "int8-rounded weights, float activations and compute (diagnostic)",
            {"weights_only": True}, diagnostic=True),
+    Method("gptq-weights-only", "onnx", "the gptq method's equalized, GPTQ-rounded weights with float activations "
+           "and compute (diagnostic: what 8-bit activations add)",
+           {"weights_only": True, "equalize_relu": True, "gptq": True}, diagnostic=True),
     Method("full-int8", "tflite", "TFLite full integer: per-channel int8 weights, int8 activations, "
            "float32 I/O", {"mode": "int8"}),
     Method("float-head", "tflite", "as full-int8 with the fully connected head in float (float logits)",

@@ -128,15 +128,19 @@ def int8(source, calibration, dest, how: Method) -> dict:
     o = how.options
     tmp = source.scratch / "int8.onnx"
     opts = int8_options(source.reduce_range)
+    qmax = 64 if opts["reduce_range"] else 127  # as onnxruntime's weight grid: max / 64 or 127
     if o.get("dynamic"):
         quantize_dynamic(str(prepared_file(source)), str(tmp), weight_type=QuantType.QUInt8,
                          reduce_range=opts["reduce_range"])
     elif o.get("weights_only"):
         tmp = source.scratch / "weights-only.onnx"
-        onnx.save_model(round_weights(onnx.load(str(prepared_file(source)))), str(tmp))
+        model = onnx.load(str(prepared_file(source)))
+        if o.get("gptq"):
+            model = onnx.load(str(prepare(source, model, calibration.batch, o, qmax)))
+        onnx.save_model(round_weights(model), str(tmp))
     else:
         model = onnx.load(str(prepared_file(source)))
-        src = prepare(source, model, calibration.batch, o, 64 if opts["reduce_range"] else 127)  # ORT: max / 64, 127
+        src = prepare(source, model, calibration.batch, o, qmax)
         activations = QuantType.QUInt16 if o.get("activations") == "uint16" else QuantType.QUInt8
         calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[o["calibration"]]
         quantize_static(str(src), str(tmp), Reader(model.graph.input[0].name, calibration.batch),

@@ -103,16 +103,19 @@ def test_equalizing_depthwise_outputs_keeps_the_float_function(converted, tiny_d
 def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(tiny_bundle, tiny_data, tmp_path):
     res = run_module("benchmarks.int8_methods", tiny_bundle, "--calibration", tiny_data / "train",
                      "--parity", tiny_data / "test", "--parity-images", "18", "--runs", "3",
-                     "--methods", "minmax,minmax-float-logits,weights-only,full-int8", "--out", tmp_path)
+                     "--methods", "minmax,minmax-float-logits,weights-only,gptq-weights-only,full-int8",
+                     "--out", tmp_path)
     assert res.returncode == 0, res.stderr
     rows = {(r["format"], r["method"]): r for r in json.loads((tmp_path / "tiny" / "methods.json").read_text())["rows"]}
     assert set(rows) == {("onnx", "fp32"), ("tflite", "fp32"), ("onnx", "minmax"), ("onnx", "minmax-float-logits"),
-                         ("onnx", "weights-only"), ("tflite", "full-int8")}
+                         ("onnx", "weights-only"), ("onnx", "gptq-weights-only"), ("tflite", "full-int8")}
     assert rows[("onnx", "fp32")]["top1_agreement"] == 1.0 and rows[("tflite", "fp32")]["top1_agreement"] == 1.0
     for r in rows.values():  # each file timed alternately with its format's fp32 file
         assert r["p50_ms"] > 0 and r["fp32_p50_ms"] > 0 and r["mb"] > 0
         assert r["speedup_vs_fp32"] == pytest.approx(r["fp32_p50_ms"] / r["p50_ms"])
     assert rows[("onnx", "weights-only")]["diagnostic"] and not rows[("onnx", "minmax")]["diagnostic"]
+    assert rows[("onnx", "gptq-weights-only")]["diagnostic"]  # float weights on the int8 grid: fp32's size
+    assert rows[("onnx", "gptq-weights-only")]["mb"] == pytest.approx(rows[("onnx", "fp32")]["mb"], rel=0.01)
     assert rows[("onnx", "minmax-float-logits")]["tie_rows"] == 0
     assert rows[("onnx", "minmax")]["mb"] < rows[("onnx", "fp32")]["mb"] / 3
     assert "| onnx | minmax |" in (tmp_path / "tiny" / "methods.md").read_text()
