@@ -144,8 +144,3 @@ def fetch(url: str, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:
             raise FetchError(f"{url[:80]} answered HTTP {status}")
         return body
     raise FetchError(f"too many redirects from {url[:80]}")
-
-
-def is_url(text: str) -> bool:
-    """Whether an input names a URL rather than a file."""
-    return "://" in text

@@ -22,6 +22,7 @@ from runtime.cli import (
 )
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.formats import DEVICES, FORMATS, PRECISIONS
+from runtime.settings import from_env, is_url
 
 PROGRESS_EVERY = 50  # images between progress lines on stderr
 
@@ -57,7 +58,7 @@ class Tally:
             return
         self.answered += 1
         truth = Path(item).parent.name
-        if "://" not in item and truth in classes:
+        if not is_url(item) and truth in classes:
             self.labelled += 1
             self.correct += truth == label
 
@@ -74,7 +75,7 @@ def expand(inputs):
     """Folders become their images (an empty one is an error item); files, URLs and ``-`` stay."""
     for item in inputs:
         path = Path(item)
-        if item != "-" and "://" not in item and path.is_dir():
+        if item != "-" and not is_url(item) and path.is_dir():
             from runtime.images import list_images  # here: a start on files alone need not import it
 
             images = list_images(path)
@@ -85,12 +86,12 @@ def expand(inputs):
 
 def read(item: str, settings):
     """The image source of one input: stdin or a URL as bytes, a path otherwise (every read bounded; the
-    network code is imported only for a URL, as ``runtime.fetch.is_url`` tells one)."""
+    network code is imported only for a URL)."""
     from runtime.preprocessing import read_bounded
 
     if item == "-":
         return read_bounded(sys.stdin.buffer, settings.limits.max_bytes)
-    if "://" not in item:
+    if not is_url(item):
         return item
     from runtime.fetch import fetch
 
@@ -123,7 +124,6 @@ def main(argv=None) -> int:
     import numpy as np
 
     from runtime.classifier import Classifier
-    from runtime.settings import from_env
 
     try:
         settings = from_env()

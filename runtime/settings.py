@@ -7,6 +7,12 @@ from runtime.errors import ConfigError
 from runtime.preprocessing import DecodeLimits
 
 
+def is_url(text: str) -> bool:
+    """Whether an input names a URL (fetched by runtime/fetch.py) rather than a file; here, so callers ask
+    without importing the network code."""
+    return "://" in text
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     """What a URL fetch may do (runtime/fetch.py); cloud metadata addresses are refused whatever
