@@ -48,7 +48,7 @@ def markdown(rows: list[Row], head: dict) -> str:
              f"- date: {head['provenance']['date']}; CPU: {head['provenance']['cpu']} "
              f"({head['provenance']['usable_cpus']} usable of {head['provenance']['cores']} cores)",
              f"- flags: {flags}",
-             "- GPU: " + ("; ".join(head["provenance"].get("gpus", [])) or "none seen (no nvidia-smi)"),
+             "- GPU: " + ("; ".join(head["provenance"].get("gpus", [])) or "none seen by nvidia-smi"),
              "- versions: " + ", ".join(f"{k} {v}" for k, v in head["provenance"]["versions"].items()),
              f"- images: {head['images']} from {head['images_dir']}; input {head['input']}; "
              f"{head['gmacs']:.2f} GMAC/image; float32 matmul peak {head['matmul_peak_gflops']:.1f} GFLOP/s (best of "
