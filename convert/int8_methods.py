@@ -29,6 +29,16 @@ METHODS = (
     Method("gptq", "onnx", "as percentile, after equalizing the channels of each Relu that feeds a depthwise "
            "convolution (exact in float, free for per-channel weights) and rounding every convolution's weights by "
            "GPTQ on 128 calibration images", {"calibration": "percentile", "equalize_relu": True, "gptq": True}),
+    Method("gptq-sequential", "onnx", "as gptq, each convolution in graph order fitted (weights GPTQ-rounded, "
+           "float bias refitted) to reproduce its float output from the inputs the partly quantized graph, 8-bit "
+           "activations included, gives it",
+           {"calibration": "percentile", "equalize_relu": True, "gptq": "sequential"}),
+    Method("gptq-equalized", "onnx", "as gptq, after also equalizing the depthwise output channels "
+           "(the equalized method's alpha 0.5)",
+           {"calibration": "percentile", "equalize_relu": True, "equalize": 0.5, "gptq": True}),
+    Method("gptq-mixed", "onnx", "as gptq, with the 4 activation tensors that 8-bit rounding hurts most (lowest "
+           "SQNR on 16 calibration images) at 16 bits: onnxruntime runs the operators around them in float",
+           {"calibration": "percentile", "equalize_relu": True, "gptq": True, "act16_worst": 4}),
     Method("act16", "onnx", "as minmax-float-logits with uint16 activations (runs as float between Q/DQ)",
            {"calibration": "minmax", "activations": "uint16"}),
     Method("dynamic", "onnx", "dynamic quantization: uint8 weights, activations scaled per call",

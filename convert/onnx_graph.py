@@ -140,20 +140,24 @@ def _round(x: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
     return np.clip(np.round(x / scale), -qmax, qmax) * scale
 
 
-def _keep_max_on_grid(q: np.ndarray, w: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
-    """Rows of ``q`` whose largest value moved off +-qmax steps replaced by plain rounding of ``w``, so the
-    quantizer, which sets each row's scale from its max, finds the same grid."""
-    off_grid = np.abs(q).max(1) < (qmax - 0.5) * scale
-    q[off_grid] = _round(w[off_grid], scale[off_grid, None], qmax)
+def _keep_max_on_grid(q: np.ndarray, w: np.ndarray, scale: np.ndarray, qmax: int, free=0) -> np.ndarray:
+    """Rows of ``q`` whose largest value moved off +-qmax steps replaced by plain rounding of ``w`` (its last
+    ``free`` columns as they are), so the quantizer, which sets each row's scale from its max, finds the same grid."""
+    n = w.shape[1] - free
+    off_grid = np.abs(q[:, :n]).max(1) < (qmax - 0.5) * scale
+    q[off_grid, :n] = _round(w[off_grid, :n], scale[off_grid, None], qmax)
+    q[off_grid, n:] = w[off_grid, n:]
     return q
 
 
-def gptq_rows(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, block=128) -> np.ndarray:
+def gptq_rows(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, block=128, free=0) -> np.ndarray:
     """Round each row of ``w`` (rows, inputs) to its symmetric grid (max |w| / qmax), column by column,
     moving each column's rounding error onto the columns not yet rounded as the input Hessian ``h`` says
-    (GPTQ, Frantar et al. 2023); rows whose max moved keep plain rounding (``_keep_max_on_grid``)."""
+    (GPTQ, Frantar et al. 2023); the last ``free`` columns (a float bias) take errors and stay unrounded;
+    rows whose max moved keep plain rounding (``_keep_max_on_grid``)."""
     w0 = w.astype(np.float64)
-    scale = _row_scales(w0, qmax)
+    n = w0.shape[1] - free
+    scale = _row_scales(w0[:, :n], qmax)
     h = h + damp * np.mean(np.diag(h)) * np.eye(len(h)) + np.diag(np.diag(h) == 0)
     hinv = np.linalg.cholesky(np.linalg.inv(h)).T
     q, w = np.zeros_like(w0), w0.copy()
@@ -161,26 +165,27 @@ def gptq_rows(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, block=128) -> n
         j = min(i + block, w.shape[1])
         err = np.zeros((w.shape[0], j - i))
         for k in range(i, j):
-            q[:, k] = _round(w[:, k], scale, qmax)
+            q[:, k] = _round(w[:, k], scale, qmax) if k < n else w[:, k]
             err[:, k - i] = (w[:, k] - q[:, k]) / hinv[k, k]
             w[:, k:j] -= np.outer(err[:, k - i], hinv[k, k:j])
         w[:, j:] -= err @ hinv[i:j, j:]
-    return _keep_max_on_grid(q, w0, scale, qmax)
+    return _keep_max_on_grid(q, w0, scale, qmax, free)
 
 
-def gptq_channels(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01) -> np.ndarray:
+def gptq_channels(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, free=0) -> np.ndarray:
     """``gptq_rows`` of each row of ``w`` (channels, inputs) with its own Hessian ``h[c]`` (a depthwise
     filter), all channels at once."""
     w0 = w.astype(np.float64)
-    scale = _row_scales(w0, qmax)
+    n = w0.shape[1] - free
+    scale = _row_scales(w0[:, :n], qmax)
     eye, diag = np.eye(w0.shape[1]), np.diagonal(h, axis1=1, axis2=2)
     h = h + damp * diag.mean(1)[:, None, None] * eye + eye * (diag == 0)[:, :, None]
     hinv = np.linalg.cholesky(np.linalg.inv(h)).transpose(0, 2, 1)
     q, w = np.zeros_like(w0), w0.copy()
     for k in range(w.shape[1]):
-        q[:, k] = _round(w[:, k], scale, qmax)
+        q[:, k] = _round(w[:, k], scale, qmax) if k < n else w[:, k]
         w[:, k:] -= ((w[:, k] - q[:, k]) / hinv[:, k, k])[:, None] * hinv[:, k, k:]
-    return _keep_max_on_grid(q, w0, scale, qmax)
+    return _keep_max_on_grid(q, w0, scale, qmax, free)
 
 
 def gptq(model, batch: np.ndarray, qmax=127, damp=0.01):

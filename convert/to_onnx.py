@@ -8,12 +8,16 @@ import numpy as np
 
 from convert.cache import cached
 from convert.int8_methods import Method, method
+from convert.mixed import activation_grid, worst_tensors
 from convert.onnx_graph import equalize, equalize_relu, gptq, round_weights
+from convert.sequential import sequential_gptq
 from runtime.backends import METADATA_KEY
 from runtime.cpuinfo import cpu_info
 
 EQUALIZE_IMAGES = 64
 GPTQ_IMAGES = 128
+SEQUENTIAL_IMAGES = 64
+RANKING_IMAGES = 16
 CALIBRATION_CHUNK = 10  # images whose every activation is held at once while calibrating
 
 
@@ -98,21 +102,58 @@ def head_nodes(model) -> list[str]:
     return []
 
 
-def prepare(source, model, batch: np.ndarray, o: dict, qmax: int) -> Path:
-    """The float graph transformed as method options ``o`` ask, saved for the quantizer. The equalized graph
-    (the same function as the export) is kept as ``reference_file`` for the per-layer report."""
+def prepare(source, model, calibration, o: dict, opts: dict) -> tuple[Path, dict]:
+    """The float graph transformed as method options ``o`` ask, saved for the quantizer, and the quantizer's
+    per-tensor overrides. The equalized graph (the same function as the export) is kept as
+    ``reference_file`` for the per-layer report."""
     import onnx
+    from onnxruntime.quantization import QuantType
 
+    batch, qmax = calibration.batch, 64 if opts["reduce_range"] else 127  # as onnxruntime's grid: max / 64 or 127
     if o.get("equalize_relu"):
         model = equalize_relu(model, batch[:EQUALIZE_IMAGES])
     if o.get("equalize"):
         model = equalize(model, batch[:EQUALIZE_IMAGES], o["equalize"])
     onnx.save_model(model, str(reference_file(source)))
     if not o.get("gptq"):
-        return reference_file(source)
-    path = source.scratch / "prepared.int8.onnx"
-    onnx.save_model(gptq(model, batch[:GPTQ_IMAGES], qmax), str(path))
-    return path
+        return reference_file(source), {}
+    path, overrides = source.scratch / "prepared.int8.onnx", {}
+    if o["gptq"] == "sequential":
+        grid = first_grid(source, reference_file(source), calibration, o, opts, model)
+        model = sequential_gptq(model, grid, batch[:SEQUENTIAL_IMAGES], qmax)
+        overrides = {t: [{"scale": s, "zero_point": z}] for t, (s, z) in grid.items()}
+    else:
+        model = gptq(model, batch[:GPTQ_IMAGES], qmax)
+    onnx.save_model(model, str(path))
+    if o.get("act16_worst"):
+        grid = first_grid(source, path, calibration, o, opts, model)
+        worst = worst_tensors(model, grid, batch[:RANKING_IMAGES], o["act16_worst"])
+        overrides = {t: [{"quant_type": QuantType.QUInt16}] for t in worst}
+    return path, overrides
+
+
+def first_grid(source, src: Path, calibration, o: dict, opts: dict, model) -> dict:
+    """The activation grid (tensor -> scale, zero point) that plain calibration gives ``src``."""
+    import onnx
+
+    first = source.scratch / "grid.int8.onnx"
+    quantize(src, first, calibration, o, opts, model)
+    return activation_grid(onnx.load(str(first)))
+
+
+def quantize(src: Path, dest: Path, calibration, o: dict, opts: dict, model, overrides: dict | None = None):
+    """onnxruntime's static QDQ quantization of ``src`` as options ``o`` ask, with per-tensor ``overrides``
+    (onnxruntime's TensorQuantOverrides)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    activations = QuantType.QUInt16 if o.get("activations") == "uint16" else QuantType.QUInt8
+    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[o["calibration"]]
+    quantize_static(str(src), str(dest), Reader(model.graph.input[0].name, calibration.batch),
+                    quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=opts["reduce_range"],
+                    activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=calibrate,
+                    nodes_to_exclude=head_nodes(model) if o.get("float_logits", True) else [],
+                    extra_options={"CalibPercentile": 99.999, "TensorQuantOverrides": overrides or {},
+                                   "CalibStridedMinMax": chunk(len(calibration.batch))})
 
 
 def reference_file(source) -> Path:
@@ -123,12 +164,11 @@ def reference_file(source) -> Path:
 def int8(source, calibration, dest, how: Method) -> dict:
     """Write ``source``'s int8 ONNX file made by method ``how``; return the notes that record it."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     o = how.options
     tmp = source.scratch / "int8.onnx"
     opts = int8_options(source.reduce_range)
-    qmax = 64 if opts["reduce_range"] else 127  # as onnxruntime's weight grid: max / 64 or 127
     if o.get("dynamic"):
         quantize_dynamic(str(prepared_file(source)), str(tmp), weight_type=QuantType.QUInt8,
                          reduce_range=opts["reduce_range"])
@@ -136,19 +176,12 @@ def int8(source, calibration, dest, how: Method) -> dict:
         tmp = source.scratch / "weights-only.onnx"
         model = onnx.load(str(prepared_file(source)))
         if o.get("gptq"):
-            model = onnx.load(str(prepare(source, model, calibration.batch, o, qmax)))
+            model = onnx.load(str(prepare(source, model, calibration, o, opts)[0]))
         onnx.save_model(round_weights(model), str(tmp))
     else:
         model = onnx.load(str(prepared_file(source)))
-        src = prepare(source, model, calibration.batch, o, qmax)
-        activations = QuantType.QUInt16 if o.get("activations") == "uint16" else QuantType.QUInt8
-        calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[o["calibration"]]
-        quantize_static(str(src), str(tmp), Reader(model.graph.input[0].name, calibration.batch),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=opts["reduce_range"],
-                        activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=calibrate,
-                        nodes_to_exclude=head_nodes(model) if o.get("float_logits", True) else [],
-                        extra_options={"CalibPercentile": 99.999,
-                                       "CalibStridedMinMax": chunk(len(calibration.batch))})
+        src, overrides = prepare(source, model, calibration, o, opts)
+        quantize(src, tmp, calibration, o, opts, model, overrides)
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **opts}
     _save(onnx.load(str(tmp)), {**source.metadata("onnx", "int8"), "quantization": notes}, dest)
     return {"quantization": notes}

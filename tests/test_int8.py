@@ -199,3 +199,44 @@ def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(tiny_bundle, tiny_
     assert len(convs) == 74
     for w in convs:  # the quantizer found each row already on its grid: nothing rounded twice
         assert np.allclose(w["dequantized"], w["float"], rtol=1e-5, atol=1e-7)
+
+
+def _relu_graph():
+    """x -> Relu -> y -> Neg -> z: a float graph small enough to check by hand."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["y"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_fake_quant_rounds_each_tensor_of_the_grid_as_uint8_does():
+    from convert.sequential import compute, fake_quant
+
+    scale, zero = np.array(0.5, np.float32), np.array(0, np.uint8)
+    fq = fake_quant(_relu_graph(), {"y": (scale, zero)})
+    x = np.array([[-1.0, 0.3, 0.8, 200.0]], np.float32)
+    z = compute(fq, "z", {"x": x})
+    assert np.array_equal(z, -np.array([[0.0, 0.5, 1.0, 127.5]], np.float32))  # round half to even, clip at 255
+
+
+def test_refit_is_the_identity_without_input_noise_and_reduces_output_error_with_it():
+    from convert.sequential import refit
+
+    rng = np.random.default_rng(0)
+    w, xf = rng.normal(size=(6, 8)), rng.normal(size=(8, 2000))
+    assert np.allclose(refit(w, xf @ xf.T, xf @ xf.T, 0.01), w)
+    xq = xf + rng.normal(scale=0.3, size=xf.shape) + 0.2  # noisy, biased inputs: the quantized network's
+    w, xf, xq = np.c_[w, np.zeros(6)], np.r_[xf, np.ones((1, 2000))], np.r_[xq, np.ones((1, 2000))]  # a bias
+    fit = refit(w, xq @ xq.T, xf @ xq.T, 0.01)
+    assert np.linalg.norm(w @ xf - fit @ xq) < 0.8 * np.linalg.norm(w @ xf - w @ xq)
+
+
+def test_worst_tensors_are_those_their_grid_rounds_worst():
+    from convert.mixed import worst_tensors
+
+    coarse, fine, zero = np.array(1.0, np.float32), np.array(0.01, np.float32), np.array(0, np.uint8)
+    x = np.random.default_rng(0).uniform(0, 2, (8, 4)).astype(np.float32)
+    assert worst_tensors(_relu_graph(), {"y": (coarse, zero), "x": (fine, zero)}, x, 1) == ["y"]
