@@ -52,6 +52,9 @@ METHODS = (
            "float32 I/O", {"mode": "int8"}),
     Method("float-head", "tflite", "as full-int8 with the fully connected head in float (float logits)",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"]}),
+    Method("gptq", "tflite", "as float-head, with convolution weights GPTQ-rounded on 128 calibration images in "
+           "the ONNX graph and carried back into the Keras model (batch normalization folded in) before conversion",
+           {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "gptq": True}),
     Method("dynamic-range", "tflite", "dynamic range: int8 weights, activations quantized per call",
            {"mode": "dynamic"}),
 )

@@ -240,3 +240,27 @@ def test_worst_tensors_are_those_their_grid_rounds_worst():
     coarse, fine, zero = np.array(1.0, np.float32), np.array(0.01, np.float32), np.array(0, np.uint8)
     x = np.random.default_rng(0).uniform(0, 2, (8, 4)).astype(np.float32)
     assert worst_tensors(_relu_graph(), {"y": (coarse, zero), "x": (fine, zero)}, x, 1) == ["y"]
+
+
+def test_onnx_weights_carried_into_keras_make_it_compute_the_changed_graph(converted, tiny_data):
+    import onnxruntime as ort
+
+    from convert.keras_weights import carry
+    from convert.onnx_graph import equalize_relu, round_weights
+    from convert.source import open_source
+    from runtime.images import load_images
+
+    source = open_source(converted)
+    try:
+        batch = load_images(tiny_data / "test", source.manifest.spec(), source.manifest.classes, 8).batch
+        original = onnx.load(str(converted / "model.fp32.onnx"))
+        changed = round_weights(equalize_relu(onnx.load(str(converted / "model.fp32.onnx")), batch))
+        session = ort.InferenceSession(changed.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = session.run(None, {changed.graph.input[0].name: batch})[0]
+        before = source.predict(batch)
+        assert carry(source.model, original, changed) == 74
+        after = source.predict(batch)
+    finally:
+        source.close()
+    err, err_before = np.abs(after - want).max(), np.abs(before - want).max()
+    assert err <= 1e-3 * np.ptp(want) and err < err_before / 5, (err, err_before)
