@@ -35,8 +35,10 @@ def count_keras_macs(path) -> int:
     counts them: Conv2D, DepthwiseConv2D, both halves of SeparableConv2D, and Dense."""
     import keras
 
+    from convert.keras_weights import leaf_layers
+
     macs = 0
-    for layer in _leaf_layers(keras.saving.load_model(path, compile=False)):
+    for layer in leaf_layers(keras.saving.load_model(path, compile=False)):
         kind = type(layer).__name__
         if kind not in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"):
             continue
@@ -56,9 +58,3 @@ def count_file_macs(path) -> int:
     if path is None or not path.is_file():
         return 0
     return {".onnx": count_macs, ".keras": count_keras_macs}.get(path.suffix, lambda _: 0)(path)
-
-
-def _leaf_layers(model):
-    """Every layer of ``model``, descending into nested models (the Xception base)."""
-    for layer in model.layers:
-        yield from _leaf_layers(layer) if hasattr(layer, "layers") else (layer,)

@@ -4,17 +4,17 @@ normalization folded in, so that TFLite's converter quantizes the same rounded w
 import numpy as np
 
 
-def _layers(model):
-    """Every layer of ``model``, nested models walked into."""
+def leaf_layers(model):
+    """Every layer of ``model``, descending into nested models (the Xception base)."""
     for layer in model.layers:
-        yield from _layers(layer) if hasattr(layer, "layers") else (layer,)
+        yield from leaf_layers(layer) if hasattr(layer, "layers") else (layer,)
 
 
 def _batchnorms(model) -> dict:
     """Layer name -> the BatchNormalization layer that reads its output."""
     import keras
 
-    return {bn._inbound_nodes[0].parent_nodes[0].operation.name: bn for bn in _layers(model)
+    return {bn._inbound_nodes[0].parent_nodes[0].operation.name: bn for bn in leaf_layers(model)
             if isinstance(bn, keras.layers.BatchNormalization)}
 
 
@@ -32,7 +32,7 @@ def folded(model) -> list:
     import keras
 
     bns, out = _batchnorms(model), []
-    for layer in _layers(model):
+    for layer in leaf_layers(model):
         bn = bns.get(layer.name)
         if isinstance(layer, keras.layers.SeparableConv2D):
             out.append((layer.depthwise_kernel.numpy().transpose(2, 3, 0, 1),

@@ -135,6 +135,22 @@ def _row_scales(w: np.ndarray, qmax: int) -> np.ndarray:
     return scale
 
 
+def damped(h: np.ndarray, damp: float) -> np.ndarray:
+    """``h`` (or each of a stack of them) plus ``damp`` times its mean diagonal on the diagonal, and 1 where
+    its diagonal is 0 (an input never seen), so that it can be inverted."""
+    eye, diag = np.eye(h.shape[-1]), np.diagonal(h, axis1=-2, axis2=-1)
+    return h + damp * diag.mean(-1)[..., None, None] * eye + eye * (diag == 0)[..., None]
+
+
+def patch_rows(x: np.ndarray, node, bias=False) -> np.ndarray:
+    """A Conv's input patches as (groups, rows, positions) in float64: a group per channel for a depthwise
+    Conv, else one; with ``bias``, a row of ones appended to each group."""
+    p = patches(x, node).astype(np.float64)
+    if _attrs(node).get("group", 1) == 1:
+        p = p.reshape(1, -1, p.shape[-1])
+    return np.concatenate([p, np.ones((len(p), 1, p.shape[-1]))], 1) if bias else p
+
+
 def _round(x: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
     """``x`` rounded onto the grid of ``scale`` steps, clipped to +-qmax steps."""
     return np.clip(np.round(x / scale), -qmax, qmax) * scale
@@ -158,8 +174,7 @@ def gptq_rows(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, block=128, free
     w0 = w.astype(np.float64)
     n = w0.shape[1] - free
     scale = _row_scales(w0[:, :n], qmax)
-    h = h + damp * np.mean(np.diag(h)) * np.eye(len(h)) + np.diag(np.diag(h) == 0)
-    hinv = np.linalg.cholesky(np.linalg.inv(h)).T
+    hinv = np.linalg.cholesky(np.linalg.inv(damped(h, damp))).T
     q, w = np.zeros_like(w0), w0.copy()
     for i in range(0, w.shape[1], block):
         j = min(i + block, w.shape[1])
@@ -178,9 +193,7 @@ def gptq_channels(w: np.ndarray, h: np.ndarray, qmax=127, damp=0.01, free=0) -> 
     w0 = w.astype(np.float64)
     n = w0.shape[1] - free
     scale = _row_scales(w0[:, :n], qmax)
-    eye, diag = np.eye(w0.shape[1]), np.diagonal(h, axis1=1, axis2=2)
-    h = h + damp * diag.mean(1)[:, None, None] * eye + eye * (diag == 0)[:, :, None]
-    hinv = np.linalg.cholesky(np.linalg.inv(h)).transpose(0, 2, 1)
+    hinv = np.linalg.cholesky(np.linalg.inv(damped(h, damp))).transpose(0, 2, 1)
     q, w = np.zeros_like(w0), w0.copy()
     for k in range(w.shape[1]):
         q[:, k] = _round(w[:, k], scale, qmax) if k < n else w[:, k]
@@ -199,15 +212,13 @@ def gptq(model, batch: np.ndarray, qmax=127, damp=0.01):
     hessians = {}
     for acts in tensor_runs(model, inputs, batch):
         for n in convs:
-            x = patches(acts[n.input[0]], n).astype(np.float64)
-            h = (np.einsum("ckp,clp->ckl", x, x) if _attrs(n).get("group", 1) > 1
-                 else (lambda m: m @ m.T)(x.reshape(-1, x.shape[-1])))
-            hessians[n.name] = hessians.get(n.name, 0) + h
+            p = patch_rows(acts[n.input[0]], n)
+            hessians[n.name] = hessians.get(n.name, 0) + p @ p.transpose(0, 2, 1)
     for n in convs:
         w = numpy_helper.to_array(weights[n.input[1]])
         if _attrs(n).get("group", 1) > 1:
             q = gptq_channels(w.reshape(len(w), -1), hessians[n.name], qmax, damp)
         else:
-            q = gptq_rows(w.reshape(len(w), -1), hessians[n.name], qmax, damp)
+            q = gptq_rows(w.reshape(len(w), -1), hessians[n.name][0], qmax, damp)
         weights[n.input[1]].CopyFrom(numpy_helper.from_array(q.reshape(w.shape).astype(np.float32), n.input[1]))
     return model

@@ -5,7 +5,7 @@ included, so each layer also corrects the error of the layers before it (GPTQ's 
 import numpy as np
 from tqdm import tqdm
 
-from convert.onnx_graph import _attrs, gptq_channels, gptq_rows, patches
+from convert.onnx_graph import _attrs, damped, gptq_channels, gptq_rows, patch_rows
 
 CHUNK = 16  # images run at once
 
@@ -85,26 +85,19 @@ def compute(model, target: str, cache: dict) -> np.ndarray:
 def products(node, xf: np.ndarray, xq: np.ndarray, bias: bool):
     """(H, G): the quantized inputs' Gram matrix Xq Xq^T and the cross term Xf Xq^T of a Conv's patches
     (a row of ones appended for its bias), per channel for a depthwise Conv."""
-    depthwise = _attrs(node).get("group", 1) > 1
     h = g = 0
     for i in range(0, len(xq), CHUNK):
-        pq, pf = (patches(x[i:i + CHUNK], node).astype(np.float64) for x in (xq, xf))
-        if not depthwise:
-            pq, pf = pq.reshape(1, -1, pq.shape[-1]), pf.reshape(1, -1, pf.shape[-1])
-        if bias:
-            ones = np.ones((pq.shape[0], 1, pq.shape[-1]))
-            pq, pf = np.concatenate([pq, ones], 1), np.concatenate([pf, ones], 1)
+        pq, pf = (patch_rows(x[i:i + CHUNK], node, bias) for x in (xq, xf))
         h = h + pq @ pq.transpose(0, 2, 1)
         g = g + pf @ pq.transpose(0, 2, 1)
-    return (h, g) if depthwise else (h[0], g[0])
+    return (h, g) if _attrs(node).get("group", 1) > 1 else (h[0], g[0])
 
 
 def refit(w: np.ndarray, h: np.ndarray, g: np.ndarray, damp: float) -> np.ndarray:
     """Least-squares weights W' = W (G + lI) (H + lI)^-1 that map quantized inputs closest to the float
     outputs, damped toward W (not toward zero); a row per output, or per channel when ``h`` is stacked."""
-    eye, diag = np.eye(h.shape[-1]), np.diagonal(h, axis1=-2, axis2=-1)
-    lam = damp * diag.mean(-1)[..., None, None] * eye + eye * (diag == 0)[..., None]
-    hd, gd = h + lam, g + lam
+    hd = damped(h, damp)
+    gd = g + (hd - h)
     if h.ndim == 2:
         return np.linalg.solve(hd, gd.T @ w.T).T
     return np.linalg.solve(hd, np.einsum("ckl,ck->cl", gd, w)[..., None])[..., 0]
