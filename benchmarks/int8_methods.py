@@ -155,6 +155,18 @@ def _f(value, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def check_selection(formats: list[str], methods: list[str] | None):
+    """ConvertError naming a format without int8 methods, or a method that none of ``formats`` has."""
+    from convert.errors import ConvertError
+    from convert.int8_methods import DEFAULT, METHODS
+
+    if bad := [f for f in formats if f not in DEFAULT]:
+        raise ConvertError(f"no int8 methods for format {bad[0]!r}; known: {', '.join(DEFAULT)}")
+    known = list(dict.fromkeys(x.name for x in METHODS if x.format in formats))
+    if bad := [m for m in methods or [] if m not in known]:
+        raise ConvertError(f"no int8 method {bad[0]!r} for {','.join(formats)}; known: {', '.join(known)}")
+
+
 def parser():
     from runtime.formats import FORMATS
 
@@ -186,6 +198,7 @@ def main(argv=None) -> int:
         for folder in (args.bundle, args.calibration, args.parity):
             if not folder.is_dir():
                 raise ConvertError(f"{folder}: no such folder")
+        check_selection(args.formats, args.methods)
         rows = run(args)
         info = cpu_info()
         flags = ", ".join(k for k, v in info.flags.items() if v)

@@ -121,6 +121,18 @@ def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(tiny_
     assert "| onnx | minmax |" in (tmp_path / "tiny" / "methods.md").read_text()
 
 
+@pytest.mark.parametrize("selection, message", [
+    (["--formats", "onnx", "--methods", "float-head"], "error: no int8 method 'float-head' for onnx; known: minmax,"),
+    (["--formats", "nope"], "error: no int8 methods for format 'nope'; known: onnx, tflite")])
+def test_methods_benchmark_refuses_an_unknown_method_or_format_in_one_line(tiny_bundle, tiny_data, tmp_path,
+                                                                          selection, message):
+    res = run_module("benchmarks.int8_methods", tiny_bundle, "--calibration", tiny_data / "train",
+                     "--parity", tiny_data / "test", *selection, "--out", tmp_path)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), res.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_gptq_of_all_depthwise_channels_at_once_equals_one_channel_at_a_time():
     from convert.onnx_graph import gptq_channels, gptq_rows
 
