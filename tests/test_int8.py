@@ -276,3 +276,32 @@ def test_onnx_weights_carried_into_keras_make_it_compute_the_changed_graph(conve
         source.close()
     err, err_before = np.abs(after - want).max(), np.abs(before - want).max()
     assert err <= 1e-3 * np.ptp(want) and err < err_before / 5, (err, err_before)
+
+
+def test_onnx_graph_in_tensorflow_computes_the_rounded_graph_and_rounds_its_grid(converted, tiny_data):
+    import onnxruntime as ort
+
+    from convert.mixed import activation_grid
+    from convert.onnx_graph import round_weights
+    from convert.onnx_tf import OnnxGraph
+    from convert.sequential import fake_quant
+    from runtime.images import load_images
+
+    m = Manifest.read(converted)
+    batch = load_images(tiny_data / "test", m.spec(), m.classes, 8).batch
+    model = round_weights(onnx.load(str(converted / "model.fp32.onnx")))
+    outputs = {o for n in model.graph.node for o in n.output}
+    grid = dict([(t, g) for t, g in activation_grid(onnx.load(str(converted / "model.int8.onnx"))).items()
+                 if t in outputs][:4])  # more: one value on a half step, rounded apart, spreads through the rest
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep each Q/DQ where it is
+    runs = []
+    for g in ({}, grid):
+        session = ort.InferenceSession(fake_quant(model, g).SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        runs.append((session.run(None, {model.graph.input[0].name: batch})[0], OnnxGraph(model, g)(batch).numpy()))
+    (float_want, float_got), (want, got) = runs
+    assert np.abs(float_got - float_want).max() < 1e-5 * np.ptp(float_want)
+    rounding = np.abs(want - float_want).max()
+    assert rounding > 1e-3 * np.ptp(want) and np.abs(got - want).max() < 0.05 * rounding
+
