@@ -55,11 +55,15 @@ METHODS = (
     Method("gptq", "tflite", "as float-head, with convolution weights GPTQ-rounded on 128 calibration images in "
            "the ONNX graph and carried back into the Keras model (batch normalization folded in) before conversion",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "gptq": True}),
+    Method("onnx-grid", "tflite", "the onnx gptq method's graph (Relu-equalized, GPTQ-rounded weights) run as "
+           "TensorFlow ops with fake quantization on onnxruntime's percentile activation grid, converted by TFLite "
+           "with the fully connected head in float: the ONNX file's ranges and weights in TFLite",
+           {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "gptq"}),
     Method("dynamic-range", "tflite", "dynamic range: int8 weights, activations quantized per call",
            {"mode": "dynamic"}),
 )
 
-DEFAULT = {"onnx": "gptq", "tflite": "float-head"}
+DEFAULT = {"onnx": "gptq", "tflite": "onnx-grid"}
 
 
 def method(fmt: str, name: str | None = None) -> Method:

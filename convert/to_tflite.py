@@ -60,6 +60,40 @@ def gptq_saved_model(source, calibration):
     return dest
 
 
+def grid_converter(source, calibration):
+    """A converter of the ONNX gptq method's graph (equalized, GPTQ-rounded on TFLite's full 8-bit weight grid)
+    run as TensorFlow ops with fake quantization on onnxruntime's activation grid: TFLite's int8 file then
+    has the ONNX file's percentile ranges and weights instead of its own min/max calibration."""
+    import onnx
+    import tensorflow as tf
+
+    from convert import to_onnx
+    from convert.onnx_tf import OnnxGraph
+
+    o, opts = method("onnx", "gptq").options, {"reduce_range": False}
+    path, _ = to_onnx.prepare(source, onnx.load(str(to_onnx.prepared_file(source))), calibration, o, opts)
+    rounded = onnx.load(str(path))
+    graph = OnnxGraph(rounded, to_onnx.first_grid(source, path, calibration, o, opts, rounded))
+    spec = source.manifest.spec()
+    fn = tf.function(graph.__call__, input_signature=[tf.TensorSpec([None, spec.height, spec.width, 3], tf.float32)])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[None]] for x in calibration.batch)
+    return conv
+
+
+def with_float_ops(conv, ops: list[str]) -> bytes:
+    """Quantize what ``conv`` converts, the operators ``ops`` left in float."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tfl_convert
+
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    # What QuantizationDebugger.get_nondebug_quantized_model does, without building its debug model.
+    conv.experimental_mlir_quantizer, conv._experimental_calibrate_only = True, True
+    return tfl_convert.mlir_quantize(conv.convert(), disable_per_channel=conv._experimental_disable_per_channel,
+                                     fully_quantize=False, denylisted_ops=ops)
+
+
 def int8(source, calibration, dest, how: Method) -> dict:
     """Write ``source``'s int8 TFLite file made by method ``how``; return the notes that record it."""
     import tensorflow as tf
@@ -69,15 +103,11 @@ def int8(source, calibration, dest, how: Method) -> dict:
         conv = converter(source)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         data = conv.convert()
+    elif o.get("onnx_grid"):
+        data = with_float_ops(grid_converter(source, calibration), o["float_ops"])
     elif o.get("float_ops"):
-        from tensorflow.lite.python import convert as tfl_convert
-
-        conv = converter(source, calibration, gptq_saved_model(source, calibration) if o.get("gptq") else None)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        # What QuantizationDebugger.get_nondebug_quantized_model does, without building its debug model.
-        conv.experimental_mlir_quantizer, conv._experimental_calibrate_only = True, True
-        data = tfl_convert.mlir_quantize(conv.convert(), disable_per_channel=conv._experimental_disable_per_channel,
-                                         fully_quantize=False, denylisted_ops=o["float_ops"])
+        saved = gptq_saved_model(source, calibration) if o.get("gptq") else None
+        data = with_float_ops(converter(source, calibration, saved), o["float_ops"])
     else:
         data = converter(source, calibration).convert()
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files)}

@@ -305,3 +305,28 @@ def test_onnx_graph_in_tensorflow_computes_the_rounded_graph_and_rounds_its_grid
     rounding = np.abs(want - float_want).max()
     assert rounding > 1e-3 * np.ptp(want) and np.abs(got - want).max() < 0.05 * rounding
 
+
+def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(tiny_bundle, tiny_data):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert import to_tflite
+    from convert.calibration import calibration_set
+    from convert.int8_methods import method
+    from convert.mixed import activation_grid
+    from convert.source import open_source
+
+    source = open_source(tiny_bundle)
+    try:
+        m = source.manifest
+        images = calibration_set(tiny_data / "train", m.spec(), m.classes, 16)
+        dest = source.scratch / "grid.tflite"
+        to_tflite.int8(source, images, dest, method("tflite", "onnx-grid"))
+        grid = activation_grid(onnx.load(str(source.scratch / "grid.int8.onnx")))
+        tensors = Interpreter(model_path=str(dest)).get_tensor_details()
+    finally:
+        source.close()
+    params = [t["quantization_parameters"] for t in tensors if t["dtype"] == np.int8]
+    kept = [(float(q["scales"][0]), int(q["zero_points"][0])) for q in params if len(q["scales"]) == 1]
+    missing = [(t, float(s), int(z)) for t, (s, z) in grid.items()  # uint8 zero point = int8 one + 128
+               if not any(abs(k - s) <= 1e-6 * s and j == int(z) - 128 for k, j in kept)]
+    assert len(grid) > 50 and not missing, (missing, sorted(kept))
