@@ -4,13 +4,20 @@ with exactly that grid, so TFLite gets the ONNX method's ranges and rounded weig
 
 import numpy as np
 
+from convert.onnx_graph import _attrs
+
 OPS = ("Transpose", "Conv", "Relu", "Add", "MaxPool", "GlobalAveragePool", "Squeeze", "Gemm", "MatMul")
 
 
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+def unsupported(model) -> list[str]:
+    """What of ``model`` has no TensorFlow form here: operators outside OPS, a Transpose other than the
+    input's NHWC -> NCHW (empty when the whole graph has one)."""
+    bad = sorted({n.op_type for n in model.graph.node} - set(OPS))
+    first = model.graph.input[0].name
+    if any(n.op_type == "Transpose" and (n.input[0] != first or list(_attrs(n).get("perm", [])) != [0, 3, 1, 2])
+           for n in model.graph.node):
+        bad.append("a Transpose other than the input's NHWC -> NCHW")
+    return bad
 
 
 def _pad(x, pads, value=0.0):
@@ -36,8 +43,8 @@ class OnnxGraph:
         import tensorflow as tf
         from onnx import numpy_helper
 
-        if bad := sorted({n.op_type for n in model.graph.node} - set(OPS)):
-            raise ValueError(f"no TensorFlow form for ONNX operator(s) {', '.join(bad)}")
+        if bad := unsupported(model):
+            raise ValueError(f"no TensorFlow form for {', '.join(bad)}")
         self.nodes = list(model.graph.node)
         self.input, self.output = model.graph.input[0].name, model.graph.output[0].name
         self.grid = {t: (float(s), float(z)) for t, (s, z) in grid.items()}
@@ -48,7 +55,7 @@ class OnnxGraph:
                 w = inits[n.input[1]]
                 hw = w.transpose(2, 3, 0, 1) if _attrs(n).get("group", 1) > 1 else w.transpose(2, 3, 1, 0)
                 self.consts[n.input[1]] = tf.constant(hw, tf.float32)
-            for t in n.input[1:] if n.op_type != "Transpose" else ():
+            for t in n.input[1:]:
                 if t in inits and t not in self.consts:
                     self.consts[t] = tf.constant(inits[t], tf.float32)
 
@@ -84,8 +91,6 @@ class OnnxGraph:
 
         a, op = _attrs(n), n.op_type
         if op == "Transpose":
-            if list(a.get("perm", [])) != [0, 3, 1, 2] or n.input[0] != self.input:
-                raise ValueError("only the input's NHWC -> NCHW Transpose has a TensorFlow form")
             return ins[0]
         if op == "Conv":
             depthwise = a.get("group", 1) > 1

@@ -60,17 +60,17 @@ def gptq_saved_model(source, calibration):
     return dest
 
 
-def grid_converter(source, calibration):
-    """A converter of the ONNX gptq method's graph (equalized, GPTQ-rounded on TFLite's full 8-bit weight grid)
-    run as TensorFlow ops with fake quantization on onnxruntime's activation grid: TFLite's int8 file then
-    has the ONNX file's percentile ranges and weights instead of its own min/max calibration."""
+def grid_converter(source, calibration, onnx_method: Method):
+    """A converter of ``onnx_method``'s graph (equalized, GPTQ-rounded on TFLite's full 8-bit weight grid) run as
+    TensorFlow ops with fake quantization on onnxruntime's activation grid: TFLite's int8 file then has the
+    ONNX file's ranges and weights instead of its own min/max calibration."""
     import onnx
     import tensorflow as tf
 
     from convert import to_onnx
     from convert.onnx_tf import OnnxGraph
 
-    o, opts = method("onnx", "gptq").options, {"reduce_range": False}
+    o, opts = onnx_method.options, {"reduce_range": False}
     path, _ = to_onnx.prepare(source, onnx.load(str(to_onnx.prepared_file(source))), calibration, o, opts)
     rounded = onnx.load(str(path))
     graph = OnnxGraph(rounded, to_onnx.first_grid(source, path, calibration, o, opts, rounded))
@@ -94,23 +94,37 @@ def with_float_ops(conv, ops: list[str]) -> bytes:
                                      fully_quantize=False, denylisted_ops=ops)
 
 
+def usable(source, how: Method) -> tuple[Method, dict]:
+    """``how``, or float-head with a note of why when ``how`` needs the source's ONNX graph in TensorFlow ops and
+    that graph has an operator without one (a user's own model: Clip for ReLU6, Concat, ...)."""
+    import onnx
+
+    from convert import to_onnx
+    from convert.onnx_tf import unsupported
+
+    if not how.options.get("onnx_grid") or not (bad := unsupported(onnx.load(str(to_onnx.prepared_file(source))))):
+        return how, {}
+    return method("tflite", "float-head"), {"fallback": f"{how.name}: no TensorFlow form for {', '.join(bad)}"}
+
+
 def int8(source, calibration, dest, how: Method) -> dict:
     """Write ``source``'s int8 TFLite file made by method ``how``; return the notes that record it."""
     import tensorflow as tf
 
+    how, fallback = usable(source, how)
     o = how.options
     if o["mode"] == "dynamic":
         conv = converter(source)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         data = conv.convert()
     elif o.get("onnx_grid"):
-        data = with_float_ops(grid_converter(source, calibration), o["float_ops"])
+        data = with_float_ops(grid_converter(source, calibration, method("onnx", o["onnx_grid"])), o["float_ops"])
     elif o.get("float_ops"):
         saved = gptq_saved_model(source, calibration) if o.get("gptq") else None
         data = with_float_ops(converter(source, calibration, saved), o["float_ops"])
     else:
         data = converter(source, calibration).convert()
-    notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files)}
+    notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **fallback}
     dest.write_bytes(with_metadata(data, {**source.metadata("tflite", "int8"), "quantization": notes}))
     return {"quantization": notes}
 

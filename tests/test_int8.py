@@ -330,3 +330,33 @@ def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(tiny_bundle,
     missing = [(t, float(s), int(z)) for t, (s, z) in grid.items()  # uint8 zero point = int8 one + 128
                if not any(abs(k - s) <= 1e-6 * s and j == int(z) - 128 for k, j in kept)]
     assert len(grid) > 50 and not missing, (missing, sorted(kept))
+
+
+def test_unsupported_names_each_operator_without_a_tensorflow_form():
+    from convert.onnx_tf import unsupported
+
+    assert unsupported(_relu_graph()) == ["Neg"]  # Relu has one, Neg not
+
+
+def test_tflite_default_int8_of_a_model_outside_the_onnx_grid_falls_back_to_float_head(tiny_data, tmp_path):
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert import to_tflite
+    from convert.calibration import calibration_set
+    from convert.int8_methods import method
+    from convert.source import make_bundle, open_source
+
+    inputs = keras.Input((71, 71, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu6")(inputs)  # ReLU6 exports as Clip
+    keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))).save(tmp_path / "r6.keras")
+    source = open_source(make_bundle(tmp_path / "r6.keras", tmp_path / "r6", ["blue", "green", "red"]))
+    try:
+        m = source.manifest
+        images = calibration_set(tiny_data / "train", m.spec(), m.classes, 100)
+        notes = to_tflite.int8(source, images, tmp_path / "r6.tflite", method("tflite"))["quantization"]
+    finally:
+        source.close()
+    assert notes["method"] == "float-head" and notes["fallback"] == "onnx-grid: no TensorFlow form for Clip"
+    it = Interpreter(model_path=str(tmp_path / "r6.tflite"))
+    assert any(t["dtype"] == np.int8 for t in it.get_tensor_details())  # still an int8 file
