@@ -39,6 +39,10 @@ METHODS = (
     Method("gptq-mixed", "onnx", "as gptq, with the 4 activation tensors that 8-bit rounding hurts most (lowest "
            "SQNR on 16 calibration images) at 16 bits: onnxruntime runs the operators around them in float",
            {"calibration": "percentile", "equalize_relu": True, "gptq": True, "act16_worst": 4}),
+    Method("qat", "onnx", "as percentile, with the gptq method's graph fine-tuned by quantization-aware training "
+           "(python -m convert.qat_train: weights and activation scales fitted to the float model's logits through "
+           "straight-through rounding) and its learned grid, read from BUNDLE/qat/", {"calibration": "percentile",
+                                                                                    "qat": True}),
     Method("act16", "onnx", "as minmax-float-logits with uint16 activations (runs as float between Q/DQ)",
            {"calibration": "minmax", "activations": "uint16"}),
     Method("dynamic", "onnx", "dynamic quantization: uint8 weights, activations scaled per call",
@@ -59,6 +63,8 @@ METHODS = (
            "TensorFlow ops with fake quantization on onnxruntime's percentile activation grid, converted by TFLite "
            "with the fully connected head in float: the ONNX file's ranges and weights in TFLite",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "gptq"}),
+    Method("qat", "tflite", "as onnx-grid, with the graph and grid of the onnx qat method (BUNDLE/qat/)",
+           {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "qat"}),
     Method("dynamic-range", "tflite", "dynamic range: int8 weights, activations quantized per call",
            {"mode": "dynamic"}),
 )

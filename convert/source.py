@@ -24,6 +24,11 @@ class SourceModel:
     reduce_range: bool | None = None  # ONNX int8: None chooses by the CPU's VNNI flag
     _saved_model: Path | None = field(default=None, repr=False)
 
+    @property
+    def bundle(self) -> Path:
+        """The bundle folder (the scratch folder is made inside it)."""
+        return self.scratch.parent
+
     def metadata(self, fmt: str, precision: str) -> dict:
         """What a model file carries so that it predicts labels alone."""
         d = self.manifest.to_dict()

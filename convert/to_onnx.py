@@ -121,7 +121,7 @@ def prepare(source, model, calibration, o: dict, opts: dict) -> tuple[Path, dict
     if o["gptq"] == "sequential":
         grid = first_grid(source, reference_file(source), calibration, o, opts, model)
         model = sequential_gptq(model, grid, batch[:SEQUENTIAL_IMAGES], qmax)
-        overrides = {t: [{"scale": s, "zero_point": z}] for t, (s, z) in grid.items()}
+        overrides = grid_overrides(grid)
     else:
         model = gptq(model, batch[:GPTQ_IMAGES], qmax)
     onnx.save_model(model, str(path))
@@ -130,6 +130,22 @@ def prepare(source, model, calibration, o: dict, opts: dict) -> tuple[Path, dict
         worst = worst_tensors(model, grid, batch[:RANKING_IMAGES], o["act16_worst"])
         overrides = {t: [{"quant_type": QuantType.QUInt16}] for t in worst}
     return path, overrides
+
+
+def rounded_graph(source, calibration, how: Method) -> tuple:
+    """Method ``how``'s graph (equalized, GPTQ-rounded on the full 8-bit weight grid that TFLite and VNNI CPUs use)
+    and the activation grid (tensor -> scale, zero point) that plain calibration gives it."""
+    import onnx
+
+    o, opts = how.options, {"reduce_range": False}
+    path, _ = prepare(source, onnx.load(str(prepared_file(source))), calibration, o, opts)
+    model = onnx.load(str(path))
+    return model, first_grid(source, path, calibration, o, opts, model)
+
+
+def grid_overrides(grid: dict) -> dict:
+    """onnxruntime's TensorQuantOverrides that put each tensor of ``grid`` on its (scale, zero point)."""
+    return {t: [{"scale": s, "zero_point": z}] for t, (s, z) in grid.items()}
 
 
 def first_grid(source, src: Path, calibration, o: dict, opts: dict, model) -> dict:
@@ -166,7 +182,9 @@ def int8(source, calibration, dest, how: Method) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    o = how.options
+    from convert.qat_pack import trained_graph
+
+    o, trained = how.options, {}
     tmp = source.scratch / "int8.onnx"
     opts = int8_options(source.reduce_range)
     if o.get("dynamic"):
@@ -178,11 +196,17 @@ def int8(source, calibration, dest, how: Method) -> dict:
         if o.get("gptq"):
             model = onnx.load(str(prepare(source, model, calibration, o, opts)[0]))
         onnx.save_model(round_weights(model), str(tmp))
+    elif o.get("qat"):
+        model, grid, record = trained_graph(source)
+        onnx.save_model(model, str(src := source.scratch / "qat.onnx"))
+        quantize(src, tmp, calibration, o, opts, model, grid_overrides(grid))
+        trained = {"training": record["training"]}
     else:
         model = onnx.load(str(prepared_file(source)))
         src, overrides = prepare(source, model, calibration, o, opts)
         quantize(src, tmp, calibration, o, opts, model, overrides)
-    notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **opts}
+    notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **opts,
+             **trained}
     _save(onnx.load(str(tmp)), {**source.metadata("onnx", "int8"), "quantization": notes}, dest)
     return {"quantization": notes}
 

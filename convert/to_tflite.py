@@ -60,26 +60,29 @@ def gptq_saved_model(source, calibration):
     return dest
 
 
-def grid_converter(source, calibration, onnx_method: Method):
-    """A converter of ``onnx_method``'s graph (equalized, GPTQ-rounded on TFLite's full 8-bit weight grid) run as
-    TensorFlow ops with fake quantization on onnxruntime's activation grid: TFLite's int8 file then has the
-    ONNX file's ranges and weights instead of its own min/max calibration."""
-    import onnx
+def grid_converter(source, calibration, onnx_method: Method) -> tuple:
+    """A converter of ``onnx_method``'s graph (equalized, GPTQ-rounded or fine-tuned by ``convert.qat_train``) run as
+    TensorFlow ops with fake quantization on its activation grid: TFLite's int8 file then has the ONNX file's
+    ranges and weights instead of its own min/max calibration. Returns the converter and notes on the training."""
     import tensorflow as tf
 
     from convert import to_onnx
     from convert.onnx_tf import OnnxGraph
+    from convert.qat_pack import trained_graph
 
-    o, opts = onnx_method.options, {"reduce_range": False}
-    path, _ = to_onnx.prepare(source, onnx.load(str(to_onnx.prepared_file(source))), calibration, o, opts)
-    rounded = onnx.load(str(path))
-    graph = OnnxGraph(rounded, to_onnx.first_grid(source, path, calibration, o, opts, rounded))
+    notes = {}
+    if onnx_method.options.get("qat"):
+        model, grid, record = trained_graph(source)
+        notes["training"] = record["training"]
+    else:
+        model, grid = to_onnx.rounded_graph(source, calibration, onnx_method)
+    graph = OnnxGraph(model, grid)
     spec = source.manifest.spec()
     fn = tf.function(graph.__call__, input_signature=[tf.TensorSpec([None, spec.height, spec.width, 3], tf.float32)])
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([x[None]] for x in calibration.batch)
-    return conv
+    return conv, notes
 
 
 def with_float_ops(conv, ops: list[str]) -> bytes:
@@ -111,20 +114,21 @@ def int8(source, calibration, dest, how: Method) -> dict:
     """Write ``source``'s int8 TFLite file made by method ``how``; return the notes that record it."""
     import tensorflow as tf
 
-    how, fallback = usable(source, how)
+    how, extra = usable(source, how)
     o = how.options
     if o["mode"] == "dynamic":
         conv = converter(source)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         data = conv.convert()
     elif o.get("onnx_grid"):
-        data = with_float_ops(grid_converter(source, calibration, method("onnx", o["onnx_grid"])), o["float_ops"])
+        conv, trained = grid_converter(source, calibration, method("onnx", o["onnx_grid"]))
+        data, extra = with_float_ops(conv, o["float_ops"]), {**extra, **trained}
     elif o.get("float_ops"):
         saved = gptq_saved_model(source, calibration) if o.get("gptq") else None
         data = with_float_ops(converter(source, calibration, saved), o["float_ops"])
     else:
         data = converter(source, calibration).convert()
-    notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **fallback}
+    notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **extra}
     dest.write_bytes(with_metadata(data, {**source.metadata("tflite", "int8"), "quantization": notes}))
     return {"quantization": notes}
 
