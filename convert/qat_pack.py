@@ -23,8 +23,9 @@ def decode_jpeg(blob: bytes, mode: str) -> np.ndarray:
 
 def int8_codes(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per output channel (axis 0), symmetric -127..127 codes and their scales (max / 127; 1 for a zero channel)."""
-    scale = np.abs(w).reshape(len(w), -1).max(1) / 127
-    scale = np.where(scale == 0, 1, scale).astype(np.float32)
+    from convert.onnx_graph import _row_scales
+
+    scale = _row_scales(w.reshape(len(w), -1), 127).astype(np.float32)
     return np.round(w / scale.reshape(-1, *[1] * (w.ndim - 1))).astype(np.int8), scale
 
 
@@ -91,21 +92,24 @@ def _jpegs(folder, spec, classes, n: int, quality: int):
 
 
 def write_pack(source, calibration, folders: dict, counts: dict, out, quality: int = 95) -> dict:
-    """Write ``source``'s training pack to ``out``: graph.json, weights.npz, grid.json and one npz per split of
-    ``folders`` (train: each image and its mirror image, with the float model's logits of both). Returns sizes."""
+    """Write ``source``'s training pack to ``out``: graph.json (graph and activation grid), weights.npz and one npz
+    per split of ``folders`` (train: each image and its mirror image, with the float model's logits of both).
+    Returns the number of images of each split."""
+    import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
 
     from convert import to_onnx
     from convert.int8_methods import method
     from convert.onnx_tf import unsupported
+    from runtime.preprocessing import MODES
 
     spec = source.manifest.spec()
-    if spec.mode not in ("xception", "tf", "caffe", "none"):
+    if MODES[spec.mode].layout != "NHWC":
         raise ConvertError(f"quantization-aware training needs NHWC input; preprocessing {spec.mode!r} is not")
-    model, grid = to_onnx.rounded_graph(source, calibration, method("onnx", "gptq"))
-    if bad := unsupported(model):
+    if bad := unsupported(onnx.load(str(to_onnx.prepared_file(source)))):
         raise ConvertError(f"no quantization-aware training for a graph with {', '.join(bad)}")
+    model, grid = to_onnx.rounded_graph(source, calibration, method("onnx", "gptq"))
     out.mkdir(parents=True, exist_ok=True)
     conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
     weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -186,11 +190,15 @@ def main(argv=None) -> int:
     from convert.calibration import calibration_set
     from convert.source import open_source
     from runtime.errors import RuntimeToolkitError, one_line_errors
+    from runtime.images import list_images
 
     def go():
         for folder in (args.bundle, args.calibration, args.train, args.validation):
             if not folder.is_dir():
                 raise ConvertError(f"{folder}: no such folder")
+        for folder in (args.train, args.validation):  # before minutes of GPTQ and calibration
+            if not list_images(folder):
+                raise ConvertError(f"{folder}: no images")
         if not 1 <= args.quality <= 100:
             raise ConvertError(f"--quality {args.quality}: JPEG quality runs from 1 to 100")
         source = open_source(args.bundle)

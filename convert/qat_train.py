@@ -164,7 +164,7 @@ def train(head: dict, values: dict, data: dict, epochs: int, lr: float, lr_scale
                f"logit rms {rms:.4f} ({log[-1]['seconds']:.0f} s)")
         if rms < best[0]:
             best = (rms, p, s)
-    weights = {**{k: np.asarray(v) for k, v in fixed.items()}, **{k: np.asarray(v) for k, v in best[1].items()}}
+    weights = {**values, **{k: np.asarray(v) for k, v in best[1].items()}}
     return weights, {t: float(np.exp(v)) for t, v in best[2].items()}, log
 
 
