@@ -94,6 +94,19 @@ def _op(op: str, a: dict, ins: list):
     return ins[0] + ins[1] if op == "Add" else ins[0]
 
 
+SAME_AS_INPUT = ("MaxPool", "Squeeze")  # onnxruntime gives their output the scale of their input
+
+
+def shared_scales(graph: dict, grid: dict) -> dict:
+    """tensor -> the tensor whose scale it must keep: the outputs of operators that onnxruntime quantizes
+    with their input's scale and zero point (a scale learned for them alone would not reach the file)."""
+    same = {}
+    for n in graph["nodes"]:
+        if n["op"] in SAME_AS_INPUT and n["out"][0] in grid and n["in"][0] in grid:
+            same[n["out"][0]] = same.get(n["in"][0], n["in"][0])
+    return same
+
+
 def adam(lr: float, steps: int, b1=0.9, b2=0.999, eps=1e-8):
     """Adam with a cosine decay of ``lr`` to 0 over ``steps``: (init, update) on pytrees."""
     import jax
@@ -127,12 +140,13 @@ def train(head: dict, values: dict, data: dict, epochs: int, lr: float, lr_scale
                  for i in range(1, len(n["in"]))}
     p = {k: jnp.asarray(v, jnp.float32) for k, v in values.items() if k in trainable}
     fixed = {k: jnp.asarray(v) for k, v in values.items() if k not in trainable}
-    s = {t: jnp.float32(np.log(sc)) for t, (sc, _) in head["grid"].items()}
+    same = shared_scales(graph, head["grid"])
+    s = {t: jnp.float32(np.log(sc)) for t, (sc, _) in head["grid"].items() if t not in same}
     (x, t), (vx, vt) = data["train"], data["validation"]
     X, T, steps = jnp.asarray(x), jnp.asarray(t), epochs * (2 * len(x) // batch)
     init_p, update_p = adam(lr, steps)
     init_s, update_s = adam(lr_scales, steps)
-    f = jax.jit(lambda p, s, x: forward(graph, zero, {**fixed, **p}, s, x))
+    f = jax.jit(lambda p, s, x: forward(graph, zero, {**fixed, **p}, {**s, **{t: s[r] for t, r in same.items()}}, x))
 
     @jax.jit
     def step(p, s, sp, ss, X, T, idx, flip):
@@ -165,7 +179,8 @@ def train(head: dict, values: dict, data: dict, epochs: int, lr: float, lr_scale
         if rms < best[0]:
             best = (rms, p, s)
     weights = {**values, **{k: np.asarray(v) for k, v in best[1].items()}}
-    return weights, {t: float(np.exp(v)) for t, v in best[2].items()}, log
+    scales = {t: float(np.exp(v)) for t, v in best[2].items()}
+    return weights, {**scales, **{t: scales[r] for t, r in same.items()}}, log
 
 
 def save(out: Path, head: dict, weights: dict, scales: dict, record: dict):
