@@ -44,6 +44,26 @@ def tiny_data(tmp_path_factory):
     return make_folder(tmp_path_factory.mktemp("tiny"), {"train": 34, "validation": 10, "test": 6})
 
 
+def clone(src, dst, own=(), ignore=None):
+    """A copy of bundle ``src`` at ``dst`` that costs no disk: its model files are hard links to the shared
+    ones, its JSON and the files named in ``own`` (those a test rewrites in place) real copies."""
+    def link(s, d):
+        if s.endswith(".json") or Path(s).name in own:
+            return shutil.copy2(s, d)
+        os.link(s, d)
+        return d
+    return shutil.copytree(src, dst, copy_function=link, ignore=ignore)
+
+
+def unchanged(folder: Path):
+    """Yield, then fail if a test rewrote a file of the shared ``folder`` (through a hard link of ``clone``)."""
+    from runtime.files import sha256
+
+    before = {p: sha256(p) for p in folder.rglob("*") if p.is_file() and p.suffix != ".json"}
+    yield folder
+    assert [p.name for p, digest in before.items() if not p.is_file() or sha256(p) != digest] == []
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_data, tmp_path_factory):
     """A bundle trained on the tiny folder with well separated logits (model.keras + manifest)."""
@@ -53,7 +73,7 @@ def tiny_bundle(tiny_data, tmp_path_factory):
     rc = main(["--data", str(tiny_data), "--size", "71", "--epochs", "8", "--weights", "none", "--lr", "0.01",
                "--inner", "none", "--dropout", "0", "--recalibrate-bn", "--out", str(out)])
     assert rc == 0
-    return out
+    yield from unchanged(out)
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +82,44 @@ def converted(tiny_bundle, tiny_data, tmp_path_factory):
     from convert.__main__ import main
 
     out = tmp_path_factory.mktemp("converted") / "tiny"
-    shutil.copytree(tiny_bundle, out, ignore=shutil.ignore_patterns("checkpoints"))
+    clone(tiny_bundle, out, ignore=shutil.ignore_patterns("checkpoints"))
     assert main([str(out), "--calibration", str(tiny_data / "train")]) == 0
-    return out
+    yield from unchanged(out)
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tiny_data, tmp_path_factory):
+    """A bundle of a small model of Xception's kinds of layer (convolutions with batch normalization and
+    Relu, separable convolutions, a residual Add, max pooling, the pooled dense head), fitted to the tiny
+    images: what the int8 methods do to each layer, in seconds instead of Xception's minutes."""
+    import keras
+
+    from convert.source import make_bundle
+    from runtime.bundle import Manifest
+    from runtime.images import load_images
+
+    def unit(x, conv):
+        return keras.layers.ReLU()(keras.layers.BatchNormalization()(conv(x)))
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((71, 71, 3))
+    x = unit(inputs, keras.layers.Conv2D(8, 3, strides=2, use_bias=False))
+    y = unit(x, keras.layers.SeparableConv2D(16, 3, padding="same", use_bias=False))
+    y = keras.layers.BatchNormalization()(keras.layers.SeparableConv2D(16, 3, padding="same", use_bias=False)(y))
+    y = keras.layers.MaxPooling2D(3, strides=2, padding="same")(y)
+    shortcut = keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 1, strides=2, use_bias=False)(x))
+    x = keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+    for width in (512, 512):  # like Xception's exit flow: weights, not the graph, make most of the file
+        x = unit(x, keras.layers.SeparableConv2D(width, 3, padding="same", use_bias=False))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    root = tmp_path_factory.mktemp("small")
+    model.save(root / "small.keras")
+    m = Manifest.read(make_bundle(root / "small.keras", root / "small", list(COLOURS)))
+    train = load_images(tiny_data / "train", m.spec(), m.classes, 1000)
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(train.batch, np.asarray(train.labels), epochs=10, batch_size=16, verbose=0)
+    model.save(root / "small.keras")
+    yield from unchanged(make_bundle(root / "small.keras", root / "small", list(COLOURS)))
 
 
 @pytest.fixture(scope="session")

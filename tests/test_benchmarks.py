@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from PIL import Image
 
 from runtime.images import list_images
 from runtime.preprocessing import preprocess_batch
-from tests.conftest import run_module
+from tests.conftest import clone, run_module
 
 keras = pytest.importorskip("keras")
 FAST = ["--runs", "5", "--throughput-seconds", "0.2", "--no-cold-start"]
@@ -22,7 +21,7 @@ MEASURED = ["size_mb", "accuracy", "p50_ms", "p90_ms", "p99_ms", "e2e_p50_ms", "
 def report(converted, tiny_data, tmp_path_factory):
     """One CPU benchmark of the tiny bundle, with the fp16 TFLite file removed from its copy."""
     bundle = tmp_path_factory.mktemp("bench") / "tiny"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle)
     (bundle / "model.fp16.tflite").unlink()
     out = tmp_path_factory.mktemp("reports")
     res = run_module("benchmarks", bundle, "--images", tiny_data / "test", "--out", out, *FAST)
@@ -104,7 +103,7 @@ def test_a_file_the_manifest_does_not_list_or_a_changed_one_is_not_measured(conv
     from runtime.errors import BackendUnavailable, ModelError
 
     bundle = tmp_path / "b"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle, own=("model.fp32.onnx",))
     m = Manifest.read(bundle)
     dataclasses.replace(m, artifacts=tuple(a for a in m.artifacts if a.file != "model.int8.onnx")).write(bundle)
     with open(bundle / "model.fp32.onnx", "ab") as f:
@@ -136,7 +135,7 @@ def test_multiply_adds_from_keras_layers_equal_the_onnx_count(converted, tmp_pat
     onnx_macs = count_macs(converted / "model.fp32.onnx")
     assert onnx_macs > 1e7 and count_keras_macs(converted / "model.keras") == onnx_macs
     bundle = tmp_path / "no-fp32-onnx"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle)
     (bundle / "model.fp32.onnx").unlink()
     sub = subject(parser().parse_args([str(bundle), "--images", str(tmp_path)]))
     assert sub.macs_file == bundle / "model.keras" and count_file_macs(sub.macs_file) == onnx_macs

@@ -9,12 +9,13 @@ import pytest
 
 from runtime.bundle import FILE, Manifest, ManifestError, Source, artifact_path
 from runtime.classifier import Classifier
+from tests.conftest import clone
 
 
 def edited(converted, tmp_path, edit):
     """A copy of the converted bundle whose manifest JSON went through ``edit(data)``."""
     bundle = tmp_path / "b"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle)
     data = json.loads((bundle / FILE).read_text())
     edit(data)
     (bundle / FILE).write_text(json.dumps(data))
@@ -62,7 +63,7 @@ def test_a_manifest_round_trips_and_old_parity_records_still_read(converted, tmp
 
 def test_a_symlink_leaving_the_bundle_is_refused(converted, tmp_path):
     bundle = tmp_path / "b"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle)
     outside = tmp_path / "elsewhere.onnx"
     shutil.move(bundle / "model.fp32.onnx", outside)
     (bundle / "model.fp32.onnx").symlink_to(outside)

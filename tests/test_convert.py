@@ -1,6 +1,7 @@
 """Conversion of a tiny bundle: six verified artifacts, hashes, metadata, tampering, interruption, .h5."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from runtime.images import list_images
 from runtime.parity import compare
 from runtime.preprocessing import ImageSpec, preprocess_batch
 from runtime.tflite_metadata import read_metadata
-from tests.conftest import ROOT
+from tests.conftest import ROOT, clone
 
 keras = pytest.importorskip("keras")
 ALL = {(f, p) for f in FORMATS for p in FORMATS[f].precisions}
@@ -60,7 +61,7 @@ def test_every_artifact_agrees_with_keras_independently(converted, tiny_data):
 def test_metadata_is_read_from_each_file_alone(converted, tmp_path):
     for a in Manifest.read(converted).artifacts:
         alone = tmp_path / a.file
-        shutil.copy(converted / a.file, alone)
+        os.link(converted / a.file, alone)
         clf = Classifier.load(alone)
         assert clf.info.classes == ["blue", "green", "red"]
         assert (clf.info.height, clf.info.width, clf.info.mode) == (71, 71, "xception")
@@ -121,7 +122,7 @@ def test_tampered_export_is_rejected_and_not_published(tiny_bundle, tiny_data, t
     from convert.source import open_source
 
     bundle = tmp_path / "b"
-    shutil.copytree(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
+    clone(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
     source = open_source(bundle)
     try:
         results = convert(source, bundle, ["onnx"], ["fp32"], tiny_data / "validation", 30,
@@ -146,7 +147,7 @@ def test_file_changed_after_publishing_is_refused(converted, tmp_path):
     from runtime.errors import ModelError
 
     bundle = tmp_path / "b"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle, own=("model.fp32.onnx",))
     data = bytearray((bundle / "model.fp32.onnx").read_bytes())
     data[-100] ^= 0xFF
     (bundle / "model.fp32.onnx").write_bytes(bytes(data))
@@ -156,7 +157,7 @@ def test_file_changed_after_publishing_is_refused(converted, tmp_path):
 
 def test_interrupted_conversion_leaves_no_final_file(tiny_bundle, tiny_data, tmp_path):
     bundle = tmp_path / "b"
-    shutil.copytree(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
+    clone(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
     proc = subprocess.Popen([sys.executable, "-m", "convert", str(bundle), "--formats", "onnx",
                              "--calibration", str(tiny_data / "train")], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -206,7 +207,7 @@ def test_cli_says_in_one_line_what_is_missing(tiny_bundle, tmp_path):
     from tests.conftest import run_module
 
     bundle = tmp_path / "b"
-    shutil.copytree(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
+    clone(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
     res = run_module("convert", bundle, "--parity", tmp_path / "nothing-here")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing-here'}: no such folder"

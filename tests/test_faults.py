@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from runtime.bundle import Manifest
 from runtime.classifier import Classifier
 from runtime.errors import ModelError
 from runtime.files import sha256
-from tests.conftest import ROOT, run_module
+from tests.conftest import ROOT, clone, run_module
 
 onnx = pytest.importorskip("onnx")
 
@@ -45,7 +44,7 @@ def test_damaged_model_files_are_refused(converted, tmp_path, name):
 
 def test_class_count_mismatch_is_refused(converted, tmp_path):
     bundle = tmp_path / "b"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle)
     m = Manifest.read(bundle)
     dataclasses.replace(m, classes=(*m.classes, "purple")).write(bundle)
     with pytest.raises(ModelError, match="3 outputs but 4 classes"):
@@ -91,7 +90,7 @@ def _limit_file_size():
 
 def test_disk_full_during_conversion_keeps_the_previous_bundle(converted, tiny_data, tmp_path):
     bundle = tmp_path / "b"
-    shutil.copytree(converted, bundle)
+    clone(converted, bundle)
     before = {p.name: sha256(p) for p in bundle.iterdir() if p.is_file()}
     res = subprocess.run([sys.executable, "-m", "convert", str(bundle), "--formats", "onnx", "--precisions",
                           "fp32", "--parity", str(tiny_data / "validation")], cwd=ROOT, capture_output=True,

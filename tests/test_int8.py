@@ -19,21 +19,21 @@ def test_sqnr_is_signal_power_over_noise_power():
     assert sqnr_db(x, x) is None
 
 
-def test_report_names_every_quantized_conv_of_both_formats(tiny_bundle, tiny_data, tmp_path):
-    res = run_module("convert", tiny_bundle, "--int8-report", tmp_path, "--calibration", tiny_data / "train",
+def test_report_names_every_quantized_conv_of_both_formats(small_bundle, tiny_data, tmp_path):
+    res = run_module("convert", small_bundle, "--int8-report", tmp_path, "--calibration", tiny_data / "train",
                      "--report-images", "2")
     assert res.returncode == 0, res.stderr
-    out = tmp_path / tiny_bundle.name
+    out = tmp_path / small_bundle.name
     report = json.loads((out / "int8_layers.json").read_text())
     assert report["images"] == 2 and (out / "int8_layers.png").read_bytes()[:4] == b"\x89PNG"
     layers = report["layers"]
     onnx_rows = [r for r in layers if r["format"] == "onnx"]
     tflite_rows = [r for r in layers if r["format"] == "tflite"]
     convs = [r for r in onnx_rows if r["op"] in ("Conv", "Conv+Relu")]
-    assert len(convs) == 74  # Xception's 74 convolutions (34 of them depthwise), each quantized
+    assert len(convs) == 10  # the small model's 10 convolutions (4 of them depthwise), each quantized
     assert all(r["weight_sqnr_db"] > 30 for r in convs)  # per-channel int8 weights: ~40 dB or better
     assert all(np.isfinite(r["output_sqnr_db"]) and np.isfinite(r["model_sqnr_db"]) for r in convs)
-    assert sum(r["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for r in tflite_rows) == 74
+    assert sum(r["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for r in tflite_rows) == 10
     assert all(r["output_sqnr_db"] is None or r["output_sqnr_db"] > 0 for r in tflite_rows)
     assert "layers that add the most error" in (out / "int8_layers.md").read_text()
     assert "most error added by" in res.stdout
@@ -100,13 +100,14 @@ def test_equalizing_depthwise_outputs_keeps_the_float_function(converted, tiny_d
     assert np.abs(run(eq) - ref).max() <= 1e-5 * np.ptp(ref)
 
 
-def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(tiny_bundle, tiny_data, tmp_path):
-    res = run_module("benchmarks.int8_methods", tiny_bundle, "--calibration", tiny_data / "train",
+def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(small_bundle, tiny_data, tmp_path):
+    res = run_module("benchmarks.int8_methods", small_bundle, "--calibration", tiny_data / "train",
                      "--parity", tiny_data / "test", "--parity-images", "18", "--runs", "3",
                      "--methods", "minmax,minmax-float-logits,weights-only,gptq-weights-only,full-int8",
                      "--out", tmp_path)
     assert res.returncode == 0, res.stderr
-    rows = {(r["format"], r["method"]): r for r in json.loads((tmp_path / "tiny" / "methods.json").read_text())["rows"]}
+    table = json.loads((tmp_path / "small" / "methods.json").read_text())
+    rows = {(r["format"], r["method"]): r for r in table["rows"]}
     assert set(rows) == {("onnx", "fp32"), ("tflite", "fp32"), ("onnx", "minmax"), ("onnx", "minmax-float-logits"),
                          ("onnx", "weights-only"), ("onnx", "gptq-weights-only"), ("tflite", "full-int8")}
     assert rows[("onnx", "fp32")]["top1_agreement"] == 1.0 and rows[("tflite", "fp32")]["top1_agreement"] == 1.0
@@ -118,7 +119,7 @@ def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(tiny_
     assert rows[("onnx", "gptq-weights-only")]["mb"] == pytest.approx(rows[("onnx", "fp32")]["mb"], rel=0.01)
     assert rows[("onnx", "minmax-float-logits")]["tie_rows"] == 0
     assert rows[("onnx", "minmax")]["mb"] < rows[("onnx", "fp32")]["mb"] / 3
-    assert "| onnx | minmax |" in (tmp_path / "tiny" / "methods.md").read_text()
+    assert "| onnx | minmax |" in (tmp_path / "small" / "methods.md").read_text()
 
 
 @pytest.mark.parametrize("selection, message", [
@@ -189,7 +190,7 @@ def test_relu_equalization_evens_channel_ranges_and_keeps_the_float_function(con
 
 
 @pytest.mark.parametrize("reduce_range", [False, True])
-def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(tiny_bundle, tiny_data, reduce_range):
+def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(small_bundle, tiny_data, reduce_range):
     from onnxruntime.quantization.qdq_loss_debug import create_weight_matching
 
     from convert import to_onnx
@@ -197,7 +198,7 @@ def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(tiny_bundle, tiny_
     from convert.int8_methods import method
     from convert.source import open_source
 
-    source = open_source(tiny_bundle)
+    source = open_source(small_bundle)
     source.reduce_range = reduce_range
     try:
         m = source.manifest
@@ -208,7 +209,7 @@ def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(tiny_bundle, tiny_
     finally:
         source.close()
     convs = [w for w in matched.values() if w["float"].ndim == 4]
-    assert len(convs) == 74
+    assert len(convs) == 10  # the small model's convolutions, 4 of them depthwise, each quantized
     for w in convs:  # the quantizer found each row already on its grid: nothing rounded twice
         assert np.allclose(w["dequantized"], w["float"], rtol=1e-5, atol=1e-7)
 
@@ -306,25 +307,17 @@ def test_onnx_graph_in_tensorflow_computes_the_rounded_graph_and_rounds_its_grid
     assert rounding > 1e-3 * np.ptp(want) and np.abs(got - want).max() < 0.05 * rounding
 
 
-def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(tiny_bundle, tiny_data):
+def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(converted):
     from ai_edge_litert.interpreter import Interpreter
 
-    from convert import to_tflite
-    from convert.calibration import calibration_set
-    from convert.int8_methods import method
     from convert.mixed import activation_grid
-    from convert.source import open_source
 
-    source = open_source(tiny_bundle)
-    try:
-        m = source.manifest
-        images = calibration_set(tiny_data / "train", m.spec(), m.classes, 16)
-        dest = source.scratch / "grid.tflite"
-        to_tflite.int8(source, images, dest, method("tflite", "onnx-grid"))
-        grid = activation_grid(onnx.load(str(source.scratch / "grid.int8.onnx")))
-        tensors = Interpreter(model_path=str(dest)).get_tensor_details()
-    finally:
-        source.close()
+    notes = {f: Manifest.read(converted).entry(f).notes["quantization"] for f in ("model.int8.onnx",
+                                                                                    "model.int8.tflite")}
+    assert notes["model.int8.tflite"]["method"] == "onnx-grid"
+    assert notes["model.int8.tflite"]["onnx_grid"] == notes["model.int8.onnx"]["method"] == "gptq"
+    grid = activation_grid(onnx.load(str(converted / "model.int8.onnx")))
+    tensors = Interpreter(model_path=str(converted / "model.int8.tflite")).get_tensor_details()
     params = [t["quantization_parameters"] for t in tensors if t["dtype"] == np.int8]
     kept = [(float(q["scales"][0]), int(q["zero_points"][0])) for q in params if len(q["scales"]) == 1]
     missing = [(t, float(s), int(z)) for t, (s, z) in grid.items()  # uint8 zero point = int8 one + 128

@@ -8,19 +8,19 @@ import numpy as np
 import onnx
 import pytest
 
-from .conftest import run_module
+from .conftest import clone, run_module
 
 jax = pytest.importorskip("jax")
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_bundle, tiny_data, tmp_path_factory):
-    """A copy of the tiny bundle, its pack, and weights trained for 2 epochs in BUNDLE/qat/."""
+def trained(small_bundle, tiny_data, tmp_path_factory):
+    """A copy of the small bundle, its pack, and weights trained for 2 epochs in BUNDLE/qat/."""
     from convert import qat_pack, qat_train
 
     root = tmp_path_factory.mktemp("qat")
-    bundle = root / "tiny"
-    shutil.copytree(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
+    bundle = root / "small"
+    clone(small_bundle, bundle)
     assert qat_pack.main([str(bundle), "--calibration", str(tiny_data / "train"), "--train", str(tiny_data / "train"),
                           "--validation", str(tiny_data / "validation"), "--images", "24", "--validation-images", "6",
                           "--out", str(root / "pack")]) == 0
@@ -103,8 +103,8 @@ def test_qat_method_without_trained_weights_or_with_another_models_is_refused(tr
     from convert.source import open_source
 
     bundle, _ = trained
-    other = tmp_path / "tiny"
-    shutil.copytree(bundle, other, ignore=shutil.ignore_patterns("qat*"))
+    other = tmp_path / "small"
+    clone(bundle, other, ignore=shutil.ignore_patterns("qat*"))
     source = open_source(other)
     try:
         with pytest.raises(ConvertError, match="no trained weights in .*qat_train makes them"):

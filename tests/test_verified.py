@@ -1,7 +1,6 @@
 """A model file hashed once is not hashed again while unchanged; any change to it is hashed and caught."""
 
 import os
-import shutil
 
 import pytest
 
@@ -9,13 +8,14 @@ import runtime.bundle
 from runtime.bundle import ManifestError
 from runtime.classifier import Classifier
 from runtime.verified import identity, known, remember
+from tests.conftest import clone
 
 
 @pytest.fixture
 def bundle(converted, tmp_path, monkeypatch):
     """A copy of the tiny bundle, its own records folder, and a count of the hashes computed."""
     copy = tmp_path / "bundle"
-    shutil.copytree(converted, copy)
+    clone(converted, copy, own=("model.int8.onnx",))
     monkeypatch.setenv("RUNTIME_VERIFY_CACHE", str(tmp_path / "records"))
     hashes = []
     real = runtime.bundle.sha256_mapped
