@@ -1,6 +1,7 @@
 """``python -m benchmarks.int8_methods BUNDLE --calibration DIR --parity DIR``: every int8 method of
 ``convert.int8_methods`` against Keras, next to the fp32 export of the same format, measured in one run:
-top-1 agreement, accuracy, rows with tied logits, batch-1 latency, size, and the parity verdict."""
+top-1 agreement, accuracy, rows with tied logits, how close Keras's own two best classes were on the images
+whose top class changed, batch-1 latency, size, and the parity verdict."""
 
 import sys
 import time
@@ -27,6 +28,7 @@ class MethodRow:
     accuracy_ref: float | None = None
     accuracy: float | None = None
     tie_rows: int | None = None
+    flip_margins: list[float] = field(default_factory=list)  # Keras's top-2 logit gap on each changed image
     p50_ms: float | None = None
     fp32_p50_ms: float | None = None  # the same format's fp32 file, timed alternately with this one
     speedup_vs_fp32: float | None = None
@@ -39,6 +41,15 @@ def tie_rows(logits: np.ndarray, k: int = 5) -> int:
     """Images with two equal logits among their top ``k`` (the order among those is arbitrary)."""
     top = -np.sort(-logits, axis=1)[:, :k]
     return int(np.sum(np.any(top[:, 1:] == top[:, :-1], axis=1)))
+
+
+def top2_margin(logits: np.ndarray) -> np.ndarray:
+    """Each row's gap between its two largest logits: how far a row is from changing its top class."""
+    top = -np.sort(-logits, axis=1)
+    return top[:, 0] - top[:, 1]
+
+
+NEAR_TIES = (0.1, 0.2, 0.5)  # Keras top-2 margins counted in the report's head
 
 
 def make_file(exporter, source, calibration, dest: Path, how) -> Path:
@@ -84,6 +95,8 @@ def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=
     p = judge(compare(ref, out, images.labels), "int8")
     row.top1_agreement, row.accuracy_ref, row.accuracy = p.top1_agreement, p.accuracy_ref, p.accuracy
     row.passed, row.failures, row.tie_rows = p.passed, p.failures, tie_rows(out)
+    changed = out.argmax(1) != ref.argmax(1)
+    row.flip_margins = sorted(round(float(g), 4) for g in top2_margin(ref)[changed])
     one = images.batch[:1]
     other = fp32 or runner
     row.p50_ms, row.fp32_p50_ms = paired_p50(lambda: runner.infer(one), lambda: other.infer(one), runs)
@@ -91,8 +104,9 @@ def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=
     return row, runner
 
 
-def run(args) -> list[MethodRow]:
-    """fp32 then every selected method, per format, on one set of parity and calibration images."""
+def run(args) -> tuple[list[MethodRow], np.ndarray]:
+    """fp32 then every selected method, per format, on one set of parity and calibration images; the rows
+    and the Keras logits they were compared with."""
     from convert import to_onnx, to_tflite
     from convert.calibration import calibration_set
     from convert.int8_methods import METHODS
@@ -123,7 +137,7 @@ def run(args) -> list[MethodRow]:
                 dest.unlink(missing_ok=True)
     finally:
         source.close()
-    return rows
+    return rows, ref
 
 
 def markdown(rows: list[MethodRow], head: dict) -> str:
@@ -133,10 +147,13 @@ def markdown(rows: list[MethodRow], head: dict) -> str:
              f"({head['calibration']}); CPU {head['cpu']} ({head['flags']}); batch-1 p50 over {head['runs']} runs. "
              "Agreement and accuracy against the Keras model; *passed*: the int8 parity thresholds of "
              "convert/parity.py. Diagnostic rows compute in float and are not int8 files. *fp32 ms*: the same "
-             "format's fp32 file timed alternately with this row's (*x fp32* is their ratio).", "",
-             "| format | method | agreement | accuracy keras -> file | top-5 ties | b1 ms | fp32 ms | x fp32 | MB "
-             "| passed |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "format's fp32 file timed alternately with this row's (*x fp32* is their ratio). *flip margin*: the "
+             "largest gap between Keras's two best logits on an image whose top class the file changed.", "",
+             "Keras's top-2 logit gap is under " + ", ".join(f"{t} on {n}" for t, n in head["near_ties"].items())
+             + " of the parity images.", "",
+             "| format | method | agreement | accuracy keras -> file | top-5 ties | flip margin | b1 ms | fp32 ms "
+             "| x fp32 | MB | passed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = f"{r.accuracy_ref:.3f} -> {r.accuracy:.3f}" if r.accuracy is not None else "-"
         verdict = "-" if r.method == "fp32" else "yes" if r.passed else "no"
@@ -144,6 +161,7 @@ def markdown(rows: list[MethodRow], head: dict) -> str:
         if r.top1_agreement is None:
             verdict = "; ".join(r.failures)
         cells = [r.format, r.method, _f(r.top1_agreement, "{:.1%}"), acc, _f(r.tie_rows, "{}"),
+                 _f(max(r.flip_margins, default=None), "{:.2f}"),
                  _f(r.p50_ms, "{:.1f}"), _f(r.fp32_p50_ms, "{:.1f}"), _f(r.speedup_vs_fp32, "{:.2f}"),
                  _f(r.mb, "{:.1f}"), verdict]
         lines.append("| " + " | ".join(cells) + " |")
@@ -199,12 +217,14 @@ def main(argv=None) -> int:
             if not folder.is_dir():
                 raise ConvertError(f"{folder}: no such folder")
         check_selection(args.formats, args.methods)
-        rows = run(args)
+        rows, ref = run(args)
+        margins = top2_margin(ref)
         info = cpu_info()
         flags = ", ".join(k for k, v in info.flags.items() if v)
         head = {"bundle": args.bundle.name, "images": args.parity_images, "parity": str(args.parity),
                 "calibration": str(args.calibration), "calibration_images": args.calibration_images,
-                "runs": args.runs, "cpu": info.model, "flags": flags, "provenance": provenance()}
+                "runs": args.runs, "cpu": info.model, "flags": flags, "provenance": provenance(),
+                "near_ties": {str(t): int(np.sum(margins < t)) for t in NEAR_TIES}}
         out = args.out / args.bundle.name
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "methods.json", {**head, "rows": [asdict(r) for r in rows]})

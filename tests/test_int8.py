@@ -11,6 +11,12 @@ from runtime.bundle import Manifest
 from .conftest import run_module
 
 
+def test_top2_margin_is_the_gap_between_the_two_best_logits():
+    from benchmarks.int8_methods import top2_margin
+
+    assert top2_margin(np.array([[1.0, 3.0, 2.5], [0.0, 0.0, -1.0]])).tolist() == [0.5, 0.0]
+
+
 def test_sqnr_is_signal_power_over_noise_power():
     from convert.int8_report import sqnr_db
 
@@ -118,6 +124,11 @@ def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(small
     assert rows[("onnx", "gptq-weights-only")]["diagnostic"]  # float weights on the int8 grid: fp32's size
     assert rows[("onnx", "gptq-weights-only")]["mb"] == pytest.approx(rows[("onnx", "fp32")]["mb"], rel=0.01)
     assert rows[("onnx", "minmax-float-logits")]["tie_rows"] == 0
+    for r in rows.values():  # Keras's top-2 gap of each of the 18 images whose top class the file changed
+        assert len(r["flip_margins"]) == round((1 - r["top1_agreement"]) * 18)
+        assert r["flip_margins"] == sorted(r["flip_margins"]) and all(g >= 0 for g in r["flip_margins"])
+    ties = list(table["near_ties"].values())
+    assert list(table["near_ties"]) == ["0.1", "0.2", "0.5"] and ties == sorted(ties) and ties[-1] <= 18
     assert rows[("onnx", "minmax")]["mb"] < rows[("onnx", "fp32")]["mb"] / 3
     assert "| onnx | minmax |" in (tmp_path / "small" / "methods.md").read_text()
 
