@@ -110,7 +110,6 @@ def write_pack(source, calibration, folders: dict, counts: dict, out, quality: i
     if bad := unsupported(onnx.load(str(to_onnx.prepared_file(source)))):
         raise ConvertError(f"no quantization-aware training for a graph with {', '.join(bad)}")
     model, grid = to_onnx.rounded_graph(source, calibration, method("onnx", "gptq"))
-    out.mkdir(parents=True, exist_ok=True)
     conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
     weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     np.savez_compressed(out / "weights.npz", **weight_arrays(weights, conv_weights))
@@ -190,6 +189,7 @@ def main(argv=None) -> int:
     from convert.calibration import calibration_set
     from convert.source import open_source
     from runtime.errors import RuntimeToolkitError, one_line_errors
+    from runtime.files import replacing_folder
     from runtime.images import list_images
 
     def go():
@@ -205,8 +205,11 @@ def main(argv=None) -> int:
         try:
             m = source.manifest
             calibration = calibration_set(args.calibration, m.spec(), m.classes, 200)
-            sizes = write_pack(source, calibration, {"train": args.train, "validation": args.validation},
-                               {"train": args.images, "validation": args.validation_images}, args.out, args.quality)
+            with replacing_folder(args.out, "graph.json") as tmp:  # a failed pack leaves the previous one
+                sizes = write_pack(source, calibration, {"train": args.train, "validation": args.validation},
+                                   {"train": args.images, "validation": args.validation_images}, tmp, args.quality)
+        except FileExistsError as e:
+            raise ConvertError(str(e)) from None
         finally:
             source.close()
         mb = sum(f.stat().st_size for f in args.out.iterdir()) / 1e6

@@ -216,6 +216,7 @@ def parser():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from runtime.errors import first_line
+    from runtime.files import replacing_folder
 
     try:
         head, values = load_pack(args.pack)
@@ -223,6 +224,18 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {args.pack} is not a readable QAT pack: {first_line(e)}", file=sys.stderr)
         return 2
+    try:
+        with replacing_folder(args.out, "qat.json") as tmp:  # weights and qat.json change together, or not
+            best = fit(args, head, values, data, tmp)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"weights in {args.out}: epoch {best['epoch']} kept")
+    return 0
+
+
+def fit(args, head: dict, values: dict, data: dict, out: Path) -> dict:
+    """Train as ``args`` ask and save to ``out``; the log line of the epoch kept."""
     import jax
 
     print(f"{jax.devices()[0]}: {len(data['train'][0])} training images (and their mirror images), "
@@ -234,11 +247,10 @@ def main(argv=None) -> int:
     training = {"epochs": args.epochs, "lr": args.lr, "lr_scales": args.lr_scales, "batch": args.batch,
                 "train_images": len(data["train"][0]), "best_epoch": best["epoch"],
                 "device": jax.devices()[0].device_kind}
-    save(args.out, head, weights, scales, {"training": training, "log": log})
-    print(f"done in {time.perf_counter() - t0:.0f} s: epoch {best['epoch']} kept (validation logit rms "
-          f"{log[0]['val_rms']:.4f} -> {best['val_rms']:.4f}, agreement {log[0]['val_agreement']:.4f} -> "
-          f"{best['val_agreement']:.4f}); weights in {args.out}")
-    return 0
+    save(out, head, weights, scales, {"training": training, "log": log})
+    print(f"done in {time.perf_counter() - t0:.0f} s: validation logit rms {log[0]['val_rms']:.4f} -> "
+          f"{best['val_rms']:.4f}, agreement {log[0]['val_agreement']:.4f} -> {best['val_agreement']:.4f}")
+    return best
 
 
 if __name__ == "__main__":

@@ -47,6 +47,29 @@ def replacing(path, suffix=""):
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def replacing_folder(path, marker: str):
+    """A new folder beside ``path`` that takes its place if the block succeeds, else is removed. ``path`` may
+    be absent, empty or a folder holding ``marker`` (made this way before); anything else: FileExistsError."""
+    import shutil
+
+    path = Path(path).absolute()
+    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / marker).is_file())):
+        raise FileExistsError(f"{path} is not empty and has no {marker}: give a new or empty folder")
+    tmp, old = path.with_name(f".{path.name}.partial"), path.with_name(f".{path.name}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_atomic(path, data: bytes):
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
     with replacing(path) as tmp:

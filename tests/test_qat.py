@@ -119,3 +119,25 @@ def test_qat_method_without_trained_weights_or_with_another_models_is_refused(tr
     assert not (other / "qat.onnx").exists()
     res = run_module("convert.qat_train", tmp_path / "nowhere", tmp_path / "out")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a readable QAT pack" in res.stderr
+
+
+def test_weights_folder_is_replaced_whole_or_not_at_all_and_a_foreign_folder_is_refused(trained, tmp_path):
+    from runtime.files import replacing_folder, sha256
+
+    bundle, pack = trained
+    out = tmp_path / "qat"
+    shutil.copytree(bundle / "qat", out)
+    before = {p.name: sha256(p) for p in out.iterdir()}
+    with pytest.raises(RuntimeError), replacing_folder(out, "qat.json") as tmp:
+        (tmp / "weights.0.npz").write_bytes(b"half written")
+        raise RuntimeError("killed while saving")
+    assert {p.name: sha256(p) for p in out.iterdir()} == before and sorted(tmp_path.iterdir()) == [out]
+    with replacing_folder(out, "qat.json") as tmp:
+        (tmp / "qat.json").write_text("{}")
+    assert [p.name for p in out.iterdir()] == ["qat.json"] and sorted(tmp_path.iterdir()) == [out]
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep")
+    res = run_module("convert.qat_train", pack, foreign, "--epochs", "1")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "is not empty and has no qat.json" in res.stderr
+    assert [p.name for p in foreign.iterdir()] == ["mine.txt"] and "epoch 1" not in res.stdout
