@@ -97,6 +97,7 @@ def small_bundle(tiny_data, tmp_path_factory):
     from convert.source import make_bundle
     from runtime.bundle import Manifest
     from runtime.images import load_images
+    from runtime.preprocessing import ImageSpec
 
     def unit(x, conv):
         return keras.layers.ReLU()(keras.layers.BatchNormalization()(conv(x)))
@@ -112,14 +113,15 @@ def small_bundle(tiny_data, tmp_path_factory):
     for width in (512, 512):  # like Xception's exit flow: weights, not the graph, make most of the file
         x = unit(x, keras.layers.SeparableConv2D(width, 3, padding="same", use_bias=False))
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
-    root = tmp_path_factory.mktemp("small")
-    model.save(root / "small.keras")
-    m = Manifest.read(make_bundle(root / "small.keras", root / "small", list(COLOURS)))
-    train = load_images(tiny_data / "train", m.spec(), m.classes, 1000)
+    spec = ImageSpec(71, 71)  # a new bundle's preprocessing, checked below
+    train = load_images(tiny_data / "train", spec, list(COLOURS), 1000)
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(train.batch, np.asarray(train.labels), epochs=10, batch_size=16, verbose=0)
+    root = tmp_path_factory.mktemp("small")
     model.save(root / "small.keras")
-    yield from unchanged(make_bundle(root / "small.keras", root / "small", list(COLOURS)))
+    bundle = make_bundle(root / "small.keras", root / "small", list(COLOURS))
+    assert Manifest.read(bundle).spec() == spec
+    yield from unchanged(bundle)
 
 
 @pytest.fixture(scope="session")
