@@ -54,7 +54,9 @@ def replacing_folder(path, marker: str):
     import shutil
 
     path = Path(path).absolute()
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / marker).is_file())):
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} is a file: give a new or empty folder")
+    if path.exists() and any(path.iterdir()) and not (path / marker).is_file():
         raise FileExistsError(f"{path} is not empty and has no {marker}: give a new or empty folder")
     tmp, old = path.with_name(f".{path.name}.partial"), path.with_name(f".{path.name}.old")
     for leftover in (tmp, old):
