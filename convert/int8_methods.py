@@ -29,6 +29,10 @@ METHODS = (
     Method("gptq", "onnx", "as percentile, after equalizing the channels of each Relu that feeds a depthwise "
            "convolution (exact in float, free for per-channel weights) and rounding every convolution's weights by "
            "GPTQ on 128 calibration images", {"calibration": "percentile", "equalize_relu": True, "gptq": True}),
+    Method("gptq-unpadded", "onnx", "as gptq without the zero channels that give each depthwise convolution a "
+           "multiple of 16 channels (convert/channel_pad.py): the same numbers on onnxruntime's slower generic "
+           "depthwise kernel where a count is not (Xception's 728)",
+           {"calibration": "percentile", "equalize_relu": True, "gptq": True, "pad_channels": False}),
     Method("gptq-sequential", "onnx", "as gptq, each convolution in graph order fitted (weights GPTQ-rounded, "
            "float bias refitted) to reproduce its float output from the inputs the partly quantized graph, 8-bit "
            "activations included, gives it",

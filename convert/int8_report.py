@@ -4,7 +4,7 @@ Markdown, JSON and a PNG plot. Built on onnxruntime's ``qdq_loss_debug`` and TFL
 
 import csv
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,9 @@ def onnx_layers(source, calibration, images: int) -> list[LayerError]:
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as dbg
 
-    qdq = source.scratch / "report.int8.onnx"
-    to_onnx.int8(source, calibration, qdq, method("onnx"))
+    qdq, default = source.scratch / "report.int8.onnx", method("onnx")
+    unpadded = replace(default, options={**default.options, "pad_channels": False})  # the float graph's shapes
+    to_onnx.int8(source, calibration, qdq, unpadded)
     float_file = to_onnx.reference_file(source)
     acts = {}
     for kind, path in (("qdq", qdq), ("float", float_file)):

@@ -2,11 +2,13 @@
 ``convert.int8_methods`` (static QDQ per channel by default)."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from convert.cache import cached
+from convert.channel_pad import pad_channels
 from convert.int8_methods import Method, method
 from convert.mixed import activation_grid, worst_tensors
 from convert.onnx_graph import equalize, equalize_relu, gptq, round_weights
@@ -207,7 +209,10 @@ def int8(source, calibration, dest, how: Method) -> dict:
         quantize(src, tmp, calibration, o, opts, model, overrides)
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **opts,
              **trained}
-    _save(onnx.load(str(tmp)), {**source.metadata("onnx", "int8"), "quantization": notes}, dest)
+    model = onnx.load(str(tmp))
+    if not (o.get("dynamic") or o.get("weights_only")) and o.get("pad_channels", True):
+        notes["channel_padding"] = asdict(pad_channels(model))  # every number the same, depthwise faster
+    _save(model, {**source.metadata("onnx", "int8"), "quantization": notes}, dest)
     return {"quantization": notes}
 
 

@@ -65,6 +65,11 @@ def test_default_onnx_int8_gives_float_logits_and_records_its_method(converted, 
     assert entry.notes["quantization"]["method"] == DEFAULT["onnx"]
     meta = json.loads({p.key: p.value for p in model.metadata_props}["edge_classifier"])
     assert meta["quantization"]["method"] == DEFAULT["onnx"]
+    # Xception's 728-channel tensors widened to 736, so that every depthwise Conv runs on the fast kernel
+    assert entry.notes["quantization"]["channel_padding"]["channels"] == {"728": 736}
+    groups = [a.i for n in model.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
+    depthwise = [g for g in groups if g > 1]
+    assert len(depthwise) == 34 and all(g % 16 == 0 for g in depthwise) and 736 in depthwise
     images = load_images(tiny_data / "test", m.spec(), m.classes, 18)
     out = FORMATS["onnx"].load(converted / "model.int8.onnx", None, "cpu").infer(images.batch)
     assert all(len(set(row)) == len(row) for row in out.tolist())  # no two classes share a logit
@@ -222,7 +227,10 @@ def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(small_bundle, tiny
     convs = [w for w in matched.values() if w["float"].ndim == 4]
     assert len(convs) == 10  # the small model's convolutions, 4 of them depthwise, each quantized
     for w in convs:  # the quantizer found each row already on its grid: nothing rounded twice
-        assert np.allclose(w["dequantized"], w["float"], rtol=1e-5, atol=1e-7)
+        kept = tuple(slice(0, n) for n in w["float"].shape)  # the rest: zero channels (convert/channel_pad.py)
+        assert np.allclose(w["dequantized"][kept], w["float"], rtol=1e-5, atol=1e-7)
+        assert np.count_nonzero(w["dequantized"]) == np.count_nonzero(w["dequantized"][kept])
+    assert any(w["dequantized"].shape != w["float"].shape for w in convs)  # the 8-channel convolutions
 
 
 def _relu_graph():
