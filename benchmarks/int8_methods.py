@@ -63,7 +63,7 @@ def make_file(exporter, source, calibration, dest: Path, how) -> Path:
 
 def paired_p50(fn, other, runs: int) -> tuple[float, float]:
     """Median milliseconds of ``fn`` and ``other`` timed alternately (after a warm-up of each), so that a
-    machine that slows down during the run slows both alike."""
+    machine that slows down during the run slows both alike; their runners must not spin (see ``measure``)."""
     fn(), other()
     times = {fn: [], other: []}
     for _ in range(runs):
@@ -90,7 +90,9 @@ def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=
         row.failures = [f"export failed: {first_line(e)}"]
         return row, None
     row.convert_s, row.mb = time.perf_counter() - t, path.stat().st_size / 1e6
-    runner = FORMATS[fmt].load(path, None, "cpu")
+    # no spinning: between two alternated calls the idle workers of one onnxruntime session would spin on the
+    # cores the other needs (150 px fp32 ONNX, 2 cores: 28 ms alone, 59 ms alternated with spinning, 27 without)
+    runner = FORMATS[fmt].load(path, None, "cpu", False)
     out = runner.infer_batches(images.batch)
     p = judge(compare(ref, out, images.labels), "int8")
     row.top1_agreement, row.accuracy_ref, row.accuracy = p.top1_agreement, p.accuracy_ref, p.accuracy
@@ -147,8 +149,9 @@ def markdown(rows: list[MethodRow], head: dict) -> str:
              f"({head['calibration']}); CPU {head['cpu']} ({head['flags']}); batch-1 p50 over {head['runs']} runs. "
              "Agreement and accuracy against the Keras model; *passed*: the int8 parity thresholds of "
              "convert/parity.py. Diagnostic rows compute in float and are not int8 files. *fp32 ms*: the same "
-             "format's fp32 file timed alternately with this row's (*x fp32* is their ratio). *flip margin*: the "
-             "largest gap between Keras's two best logits on an image whose top class the file changed.", "",
+             "format's fp32 file timed alternately with this row's, both with onnxruntime's thread spinning off "
+             "(*x fp32* is their ratio). *flip margin*: the largest gap between Keras's two best logits on an image "
+             "whose top class the file changed.", "",
              "Keras's top-2 logit gap is under " + ", ".join(f"{t} on {n}" for t, n in head["near_ties"].items())
              + " of the parity images.", "",
              "| format | method | agreement | accuracy keras -> file | top-5 ties | flip margin | b1 ms | fp32 ms "
