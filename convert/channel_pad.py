@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convert.onnx_graph import _attrs, _readers
+
 CHANNEL_MULTIPLE = 16  # MLAS's depthwise group alignment on x86-64 (8 on ARM64, which 16 also meets)
 PRESERVING = {"Relu", "MaxPool", "Add", "QuantizeLinear", "DequantizeLinear"}  # channel i in -> channel i out
 
@@ -23,12 +25,8 @@ class Padding:
     tensors: int
 
 
-def _group(node) -> int:
-    return next((a.i for a in node.attribute if a.name == "group"), 1)
-
-
 def _depthwise(node) -> bool:
-    return node.op_type == "Conv" and _group(node) > 1
+    return node.op_type == "Conv" and _attrs(node).get("group", 1) > 1
 
 
 class _Graph:
@@ -39,10 +37,7 @@ class _Graph:
         self.model = model
         self.init = {i.name: i for i in model.graph.initializer}
         self.producer = {o: n for n in model.graph.node for o in n.output}
-        self.readers = {}
-        for n in model.graph.node:
-            for i in n.input:
-                self.readers.setdefault(i, []).append(n)
+        self.readers = _readers(model)
 
     def array(self, name):
         from onnx import numpy_helper
