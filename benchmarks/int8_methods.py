@@ -91,7 +91,7 @@ def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=
         return row, None
     row.convert_s, row.mb = time.perf_counter() - t, path.stat().st_size / 1e6
     # no spinning: between two alternated calls the idle workers of one onnxruntime session would spin on the
-    # cores the other needs (150 px fp32 ONNX, 2 cores: 28 ms alone, 59 ms alternated with spinning, 27 without)
+    # cores the other needs (on 2 cores it about doubled the 150 px fp32 ONNX file's time; see the README)
     runner = FORMATS[fmt].load(path, None, "cpu", False)
     out = runner.infer_batches(images.batch)
     p = judge(compare(ref, out, images.labels), "int8")
