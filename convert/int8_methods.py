@@ -67,6 +67,9 @@ METHODS = (
            "TensorFlow ops with fake quantization on onnxruntime's percentile activation grid, converted by TFLite "
            "with the fully connected head in float: the ONNX file's ranges and weights in TFLite",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "gptq"}),
+    Method("onnx-grid-int8-relu", "tflite", "as onnx-grid with each RELU left as TFLite's int8 operator, which XNNPACK "
+           "does not run (every static TFLite method computes them in float: convert/tflite_relu.py)",
+           {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "gptq", "float_relu": False}),
     Method("qat", "tflite", "as onnx-grid, with the graph and grid of the onnx qat method (BUNDLE/qat/)",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "qat"}),
     Method("dynamic-range", "tflite", "dynamic range: int8 weights, activations quantized per call",

@@ -1,11 +1,12 @@
 """TFLite exports from the SavedModel: fp32, fp16 weights, int8 by the methods of ``convert.int8_methods``
-(full integer with float32 I/O by default), plus a metadata buffer."""
+(full integer with float32 I/O by default, its RELUs in float: ``convert.tflite_relu``), plus a metadata buffer."""
 
 import json
 
 import numpy as np
 
 from convert.int8_methods import Method, method
+from convert.tflite_relu import float_relus
 from runtime.backends import METADATA_KEY
 
 
@@ -128,6 +129,9 @@ def int8(source, calibration, dest, how: Method) -> dict:
         data = with_float_ops(converter(source, calibration, saved), o["float_ops"])
     else:
         data = converter(source, calibration).convert()
+    if o["mode"] == "int8" and o.get("float_relu", True):
+        data, count = float_relus(data)
+        extra["relu_in_float"] = count
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **extra}
     dest.write_bytes(with_metadata(data, {**source.metadata("tflite", "int8"), "quantization": notes}))
     return {"quantization": notes}

@@ -88,6 +88,19 @@ def test_default_tflite_int8_computes_its_logits_in_float(converted):
     assert it._get_tensor_details(last["inputs"][1], 0)["dtype"] == np.float32  # its weights too
 
 
+def test_default_tflite_int8_runs_every_relu_in_float_between_int8_grids(converted):
+    from ai_edge_litert.interpreter import Interpreter
+
+    notes = Manifest.read(converted).entry("model.int8.tflite").notes["quantization"]
+    it = Interpreter(model_path=str(converted / "model.int8.tflite"))
+    ops = [op for op in it._get_ops_details() if op["op_name"] != "DELEGATE"]
+    producer = {t: op["op_name"] for op in ops for t in op["outputs"]}
+    relus = [op for op in ops if op["op_name"] == "RELU"]
+    assert len(relus) == notes["relu_in_float"] > 0  # Xception's Relus after a residual Add
+    assert all(it._get_tensor_details(op["inputs"][0], 0)["dtype"] == np.float32 for op in relus)
+    assert all(producer[op["inputs"][0]] == "DEQUANTIZE" for op in relus)
+
+
 def test_equalizing_depthwise_outputs_keeps_the_float_function(converted, tiny_data):
     import onnxruntime as ort
 
