@@ -156,3 +156,15 @@ def test_a_child_process_keeps_the_callers_python_path_after_this_checkout(tmp_p
     res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path.parent, capture_output=True, text=True)
     assert res.stdout.split() == ["caller", str(ROOT / "runtime" / "__init__.py"), "1"], res.stderr
     assert child_env({})["PYTHONPATH"] == str(ROOT)
+
+
+@pytest.mark.parametrize("accuracy, verdict", [(0.81, "met"), (0.79, "met"), (0.805, "met"),
+                                               (0.815, "missed by 0.5 points"), (0.785, "missed by 0.5 points")])
+def test_int8_accuracy_goal_is_one_point_either_way_on_exact_points(accuracy, verdict):
+    from benchmarks.goals import goals
+    from benchmarks.rows import Row
+
+    rows = [Row("keras predict", "keras", "fp32", "cpu", accuracy=0.80),
+            Row("onnx int8", "onnx", "int8", "cpu", accuracy=accuracy)]
+    (line,) = [g for g in goals(rows) if g.startswith("onnx int8 accuracy")]
+    assert line.endswith(f"(goal within 1): {verdict}")
