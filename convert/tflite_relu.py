@@ -10,6 +10,8 @@ import copy
 
 import numpy as np
 
+from convert.tflite_flatbuffer import packed, read
+
 
 def _opcode(model, fb, builtin: int) -> int:
     """The index of ``builtin``'s operator code in ``model``, added when missing."""
@@ -43,20 +45,19 @@ def _operator(fb, opcode: int, inputs: list, outputs: list):
 def float_relus(data: bytes) -> tuple[bytes, int]:
     """``data`` with every RELU of an int8 tensor computed in float between its input's and output's grids;
     returns the new flatbuffer and how many RELUs it rewrote (0: ``data`` itself)."""
-    import flatbuffers
     from tensorflow.lite.python import schema_py_generated as fb
 
-    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data, 0))
+    model = read(data)
     ops = fb.BuiltinOperator
     relu = _opcode(model, fb, ops.RELU)
     count = 0
     for sg in model.subgraphs:
         rewritten = []
         for op in sg.operators:
-            src = sg.tensors[op.inputs[0]]
-            if op.opcodeIndex != relu or src.type != fb.TensorType.INT8:
-                rewritten.append(op)
+            if op.opcodeIndex != relu or sg.tensors[op.inputs[0]].type != fb.TensorType.INT8:
+                rewritten.append(op)  # only a RELU is sure to have an input
                 continue
+            src = sg.tensors[op.inputs[0]]
             low, high = (_float_tensor(model, sg, fb, src, tag) for tag in ("dequantized", "relu_float"))
             float_relu = copy.copy(op)
             float_relu.inputs, float_relu.outputs = np.array([low], np.int32), np.array([high], np.int32)
@@ -66,6 +67,4 @@ def float_relus(data: bytes) -> tuple[bytes, int]:
         sg.operators = rewritten
     if not count:
         return data, 0
-    builder = flatbuffers.Builder(len(data) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), count
+    return packed(model, len(data)), count

@@ -6,25 +6,23 @@ import json
 import numpy as np
 
 from convert.int8_methods import Method, method
+from convert.tflite_flatbuffer import packed, read
 from convert.tflite_relu import float_relus
 from runtime.backends import METADATA_KEY
 
 
 def with_metadata(data: bytes, meta: dict) -> bytes:
     """Append a JSON metadata buffer named METADATA_KEY to a TFLite flatbuffer."""
-    import flatbuffers
     from tensorflow.lite.python import schema_py_generated as fb
 
-    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data, 0))
+    model = read(data)
     buf = fb.BufferT()
     buf.data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     model.buffers.append(buf)
     entry = fb.MetadataT()
     entry.name, entry.buffer = METADATA_KEY, len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_KEY.encode()] + [entry]
-    builder = flatbuffers.Builder(len(data) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return packed(model, len(data))
 
 
 def converter(source, calibration=None, saved=None):
