@@ -27,6 +27,7 @@ class MethodRow:
     top1_agreement: float | None = None
     accuracy_ref: float | None = None
     accuracy: float | None = None
+    logit_rms: float | None = None  # root mean square of the logits' differences from Keras's
     tie_rows: int | None = None
     flip_margins: list[float] = field(default_factory=list)  # Keras's top-2 logit gap on each changed image
     p50_ms: float | None = None
@@ -97,6 +98,7 @@ def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=
     p = judge(compare(ref, out, images.labels), "int8")
     row.top1_agreement, row.accuracy_ref, row.accuracy = p.top1_agreement, p.accuracy_ref, p.accuracy
     row.passed, row.failures, row.tie_rows = p.passed, p.failures, tie_rows(out)
+    row.logit_rms = float(np.sqrt(np.mean((out.astype(np.float64) - ref) ** 2)))
     changed = out.argmax(1) != ref.argmax(1)
     row.flip_margins = sorted(round(float(g), 4) for g in top2_margin(ref)[changed])
     one = images.batch[:1]
@@ -106,9 +108,9 @@ def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=
     return row, runner
 
 
-def run(args) -> tuple[list[MethodRow], np.ndarray]:
-    """fp32 then every selected method, per format, on one set of parity and calibration images; the rows
-    and the Keras logits they were compared with."""
+def run(args) -> tuple[list[MethodRow], np.ndarray, int]:
+    """fp32 then every selected method, per format, on one set of parity and calibration images; the rows,
+    the Keras logits they were compared with and the number of calibration images."""
     from convert import to_onnx, to_tflite
     from convert.calibration import calibration_set
     from convert.int8_methods import METHODS
@@ -139,7 +141,7 @@ def run(args) -> tuple[list[MethodRow], np.ndarray]:
                 dest.unlink(missing_ok=True)
     finally:
         source.close()
-    return rows, ref
+    return rows, ref, len(calibration.files)
 
 
 def markdown(rows: list[MethodRow], head: dict) -> str:
@@ -151,20 +153,21 @@ def markdown(rows: list[MethodRow], head: dict) -> str:
              "convert/parity.py. Diagnostic rows compute in float and are not int8 files. *fp32 ms*: the same "
              "format's fp32 file timed alternately with this row's, both with onnxruntime's thread spinning off "
              "(*x fp32* is their ratio). *flip margin*: the largest gap between Keras's two best logits on an image "
-             "whose top class the file changed.", "",
+             "whose top class the file changed. *logit rms*: root mean square of the differences from Keras's logits, "
+             "steadier than the agreement, which counts the few images near a tie that the rounding noise flips.", "",
              "Keras's top-2 logit gap is under " + ", ".join(f"{t} on {n}" for t, n in head["near_ties"].items())
              + " of the parity images.", "",
-             "| format | method | agreement | accuracy keras -> file | top-5 ties | flip margin | b1 ms | fp32 ms "
-             "| x fp32 | MB | passed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| format | method | agreement | logit rms | accuracy keras -> file | top-5 ties | flip margin | b1 ms "
+             "| fp32 ms | x fp32 | MB | passed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = f"{r.accuracy_ref:.3f} -> {r.accuracy:.3f}" if r.accuracy is not None else "-"
         verdict = "-" if r.method == "fp32" else "yes" if r.passed else "no"
         verdict += " (diagnostic)" if r.diagnostic else ""
         if r.top1_agreement is None:
             verdict = "; ".join(r.failures)
-        cells = [r.format, r.method, _f(r.top1_agreement, "{:.1%}"), acc, _f(r.tie_rows, "{}"),
-                 _f(max(r.flip_margins, default=None), "{:.2f}"),
+        cells = [r.format, r.method, _f(r.top1_agreement, "{:.1%}"), _f(r.logit_rms, "{:.3f}"), acc,
+                 _f(r.tie_rows, "{}"), _f(max(r.flip_margins, default=None), "{:.2f}"),
                  _f(r.p50_ms, "{:.1f}"), _f(r.fp32_p50_ms, "{:.1f}"), _f(r.speedup_vs_fp32, "{:.2f}"),
                  _f(r.mb, "{:.1f}"), verdict]
         lines.append("| " + " | ".join(cells) + " |")
@@ -220,12 +223,12 @@ def main(argv=None) -> int:
             if not folder.is_dir():
                 raise ConvertError(f"{folder}: no such folder")
         check_selection(args.formats, args.methods)
-        rows, ref = run(args)
+        rows, ref, calibrated = run(args)
         margins = top2_margin(ref)
         info = cpu_info()
         flags = ", ".join(k for k, v in info.flags.items() if v)
-        head = {"bundle": args.bundle.name, "images": args.parity_images, "parity": str(args.parity),
-                "calibration": str(args.calibration), "calibration_images": args.calibration_images,
+        head = {"bundle": args.bundle.name, "images": len(ref), "parity": str(args.parity),
+                "calibration": str(args.calibration), "calibration_images": calibrated,
                 "runs": args.runs, "cpu": info.model, "flags": flags, "provenance": provenance(),
                 "near_ties": {str(t): int(np.sum(margins < t)) for t in NEAR_TIES}}
         out = args.out / args.bundle.name

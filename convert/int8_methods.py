@@ -17,6 +17,15 @@ class Method:
     diagnostic: bool = False
 
 
+FLOAT_GROUPS = (  # activation groups (convert/mixed.py KINDS) that a diagnostic method leaves in float
+    ("depthwise", "the depthwise convolutions' outputs (the pointwise convolutions' inputs)", ("depthwise",)),
+    ("conv", "the other convolutions' outputs", ("conv",)),
+    ("convs", "every convolution's output (the Adds', MaxPools', input's and head's still rounded)",
+     ("depthwise", "conv")),
+    ("add", "the residual Adds' outputs", ("add",)),
+    ("other", "the input, the Relus after Adds, the MaxPools and the head", ("other",)),
+)
+
 METHODS = (
     Method("minmax", "onnx", "static QDQ, per-channel int8 weights, uint8 activations, MinMax; int8 logits",
            {"calibration": "minmax", "float_logits": False}),
@@ -56,6 +65,11 @@ METHODS = (
     Method("gptq-weights-only", "onnx", "the gptq method's equalized, GPTQ-rounded weights with float activations "
            "and compute (diagnostic: what 8-bit activations add)",
            {"weights_only": True, "equalize_relu": True, "gptq": True}, diagnostic=True),
+    *(Method(f"gptq-float-{name}", "onnx", f"as gptq, {what} left in float (diagnostic: what their 8 bits cost; "
+             "onnxruntime computes the operators around them in float)",
+             {"calibration": "percentile", "equalize_relu": True, "gptq": True, "float_activations": kinds},
+             diagnostic=True)
+      for name, what, kinds in FLOAT_GROUPS),
     Method("full-int8", "tflite", "TFLite full integer: per-channel int8 weights, int8 activations, "
            "float32 I/O", {"mode": "int8"}),
     Method("float-head", "tflite", "as full-int8 with the fully connected head in float (float logits)",

@@ -1,6 +1,7 @@
 """ONNX exports: fp32 through Keras' exporter (tf2onnx), fp16 with float32 I/O, int8 by the methods of
 ``convert.int8_methods`` (static QDQ per channel by default)."""
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 from convert.cache import cached
 from convert.channel_pad import pad_channels
 from convert.int8_methods import Method, method
-from convert.mixed import activation_grid, worst_tensors
+from convert.mixed import activation_grid, unround, worst_tensors
 from convert.onnx_graph import equalize, equalize_relu, gptq, round_weights
 from convert.sequential import sequential_gptq
 from runtime.backends import METADATA_KEY
@@ -174,8 +175,26 @@ def quantize(src: Path, dest: Path, calibration, o: dict, opts: dict, model, ove
                                    "CalibStridedMinMax": chunk(len(calibration.batch))})
 
 
+AFTER_QUANTIZATION = ("float_activations", "pad_channels")  # options that change the QDQ file, not how it is made
+
+
+def quantized(source, calibration, o: dict, opts: dict) -> Path:
+    """The QDQ file that options ``o`` make of ``source`` with ``calibration``: made once per source, so the methods
+    that differ only after quantization (AFTER_QUANTIZATION) share one calibration and one GPTQ."""
+    import onnx
+
+    made = {k: v for k, v in o.items() if k not in AFTER_QUANTIZATION}
+    key = json.dumps([made, opts, [str(f) for f in calibration.files]], sort_keys=True)
+    path = source.scratch / f"qdq-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+    if not path.exists():
+        model = onnx.load(str(prepared_file(source)))
+        src, overrides = prepare(source, model, calibration, o, opts)
+        quantize(src, path, calibration, o, opts, model, overrides)
+    return path
+
+
 def reference_file(source) -> Path:
-    """The float graph the last int8 export approximates, weights not yet rounded."""
+    """The float graph of the last QDQ file ``quantized`` made, weights not yet rounded."""
     return source.scratch / "float.int8.onnx"
 
 
@@ -186,7 +205,7 @@ def int8(source, calibration, dest, how: Method) -> dict:
 
     from convert.qat_pack import trained_graph
 
-    o, trained = how.options, {}
+    o, recorded = how.options, {}
     tmp = source.scratch / "int8.onnx"
     opts = int8_options(source.reduce_range)
     if o.get("dynamic"):
@@ -202,13 +221,15 @@ def int8(source, calibration, dest, how: Method) -> dict:
         model, grid, record = trained_graph(source)
         onnx.save_model(model, str(src := source.scratch / "qat.onnx"))
         quantize(src, tmp, calibration, o, opts, model, grid_overrides(grid))
-        trained = {"training": record["training"]}
+        recorded = {"training": record["training"]}
     else:
-        model = onnx.load(str(prepared_file(source)))
-        src, overrides = prepare(source, model, calibration, o, opts)
-        quantize(src, tmp, calibration, o, opts, model, overrides)
+        qdq = onnx.load(str(quantized(source, calibration, o, opts)))
+        if o.get("float_activations"):
+            relus = {n.output[0] for n in onnx.load(str(prepared_file(source))).graph.node if n.op_type == "Relu"}
+            recorded = {"float_activation_tensors": unround(qdq, relus, o["float_activations"])}
+        onnx.save_model(qdq, str(tmp))
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **opts,
-             **trained}
+             **recorded}
     model = onnx.load(str(tmp))
     if not (o.get("dynamic") or o.get("weights_only")) and o.get("pad_channels", True):
         notes["channel_padding"] = asdict(pad_channels(model))  # every number the same, depthwise faster

@@ -126,12 +126,13 @@ def test_equalizing_depthwise_outputs_keeps_the_float_function(converted, tiny_d
 
 def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(small_bundle, tiny_data, tmp_path):
     res = run_module("benchmarks.int8_methods", small_bundle, "--calibration", tiny_data / "train",
-                     "--parity", tiny_data / "test", "--parity-images", "18", "--runs", "3",
+                     "--parity", tiny_data / "test", "--parity-images", "50", "--runs", "3",
                      "--methods", "minmax,minmax-float-logits,weights-only,gptq-weights-only,full-int8",
                      "--out", tmp_path)
     assert res.returncode == 0, res.stderr
     table = json.loads((tmp_path / "small" / "methods.json").read_text())
     rows = {(r["format"], r["method"]): r for r in table["rows"]}
+    assert table["images"] == 18 and table["calibration_images"] == 102  # what the folders had, not what was asked
     assert set(rows) == {("onnx", "fp32"), ("tflite", "fp32"), ("onnx", "minmax"), ("onnx", "minmax-float-logits"),
                          ("onnx", "weights-only"), ("onnx", "gptq-weights-only"), ("tflite", "full-int8")}
     assert rows[("onnx", "fp32")]["top1_agreement"] == 1.0 and rows[("tflite", "fp32")]["top1_agreement"] == 1.0
@@ -142,6 +143,7 @@ def test_methods_benchmark_measures_each_method_against_fp32_of_its_format(small
     assert rows[("onnx", "gptq-weights-only")]["diagnostic"]  # float weights on the int8 grid: fp32's size
     assert rows[("onnx", "gptq-weights-only")]["mb"] == pytest.approx(rows[("onnx", "fp32")]["mb"], rel=0.01)
     assert rows[("onnx", "minmax-float-logits")]["tie_rows"] == 0
+    assert 0 <= 100 * rows[("onnx", "fp32")]["logit_rms"] < rows[("onnx", "minmax")]["logit_rms"]
     for r in rows.values():  # Keras's top-2 gap of each of the 18 images whose top class the file changed
         assert len(r["flip_margins"]) == round((1 - r["top1_agreement"]) * 18)
         assert r["flip_margins"] == sorted(r["flip_margins"]) and all(g >= 0 for g in r["flip_margins"])
@@ -285,6 +287,47 @@ def test_worst_tensors_are_those_their_grid_rounds_worst():
     coarse, fine, zero = np.array(1.0, np.float32), np.array(0.01, np.float32), np.array(0, np.uint8)
     x = np.random.default_rng(0).uniform(0, 2, (8, 4)).astype(np.float32)
     assert worst_tensors(_relu_graph(), {"y": (coarse, zero), "x": (fine, zero)}, x, 1) == ["y"]
+
+
+def test_activations_left_in_float_by_group_keep_the_relus_and_only_that_groups_rounding(small_bundle, tiny_data):
+    from dataclasses import replace
+
+    from convert import to_onnx
+    from convert.calibration import calibration_set
+    from convert.int8_methods import method
+    from convert.mixed import KINDS, tensor_kind
+    from convert.source import open_source
+    from runtime.formats import FORMATS
+    from runtime.images import load_images
+
+    gptq = method("onnx", "gptq")
+    hows = {"weights": method("onnx", "gptq-weights-only"), "int8": gptq,
+            "all": replace(gptq, options={**gptq.options, "float_activations": KINDS}),
+            "depthwise": method("onnx", "gptq-float-depthwise")}
+    source = open_source(small_bundle)
+    try:
+        m = source.manifest
+        calibration = calibration_set(tiny_data / "train", m.spec(), m.classes, 16)
+        batch = load_images(tiny_data / "test", m.spec(), m.classes, 18).batch
+        out, graphs = {}, {}
+        for name, how in hows.items():
+            to_onnx.int8(source, calibration, dest := source.scratch / f"{name}.onnx", how)
+            out[name], graphs[name] = FORMATS["onnx"].load(dest, None, "cpu").infer(batch), onnx.load(str(dest))
+    finally:
+        source.close()
+    scale = np.ptp(out["weights"])
+    gap = np.abs(out["all"] - out["weights"]).max() / scale  # every activation in float: the weights' error alone,
+    assert gap < 1e-3 < np.abs(out["int8"] - out["weights"]).max() / scale  # Relus the quantizer folded put back
+
+    def rounded(model):
+        producer = {o: n for n in model.graph.node for o in n.output}
+        return [producer[n.input[0]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+    assert rounded(graphs["all"]) == []
+    depthwise = [n for n in rounded(graphs["int8"]) if tensor_kind(n) == "depthwise"]
+    assert len(depthwise) == 4  # the small model's depthwise convolutions, each output rounded in the int8 file
+    assert len(rounded(graphs["depthwise"])) == len(rounded(graphs["int8"])) - 4
+    assert "depthwise" not in {tensor_kind(n) for n in rounded(graphs["depthwise"])}
 
 
 def test_onnx_weights_carried_into_keras_make_it_compute_the_changed_graph(converted, tiny_data):
