@@ -126,7 +126,10 @@ def prepare(source, model, calibration, o: dict, opts: dict) -> tuple[Path, dict
         model = sequential_gptq(model, grid, batch[:SEQUENTIAL_IMAGES], qmax)
         overrides = grid_overrides(grid)
     else:
-        model = gptq(model, batch[:GPTQ_IMAGES], qmax)
+        rounded = scratch_file(source, "gptq", [o.get("equalize_relu"), o.get("equalize"), qmax], calibration)
+        if not rounded.exists():  # the same rounding for the ONNX file, TFLite's onnx-grid and every gptq variant
+            onnx.save_model(gptq(model, batch[:GPTQ_IMAGES], qmax), str(rounded))
+        model = onnx.load(str(rounded))
     onnx.save_model(model, str(path))
     if o.get("act16_worst"):
         grid = first_grid(source, path, calibration, o, opts, model)
@@ -137,13 +140,14 @@ def prepare(source, model, calibration, o: dict, opts: dict) -> tuple[Path, dict
 
 def rounded_graph(source, calibration, how: Method) -> tuple:
     """Method ``how``'s graph (equalized, GPTQ-rounded on the full 8-bit weight grid that TFLite and VNNI CPUs use)
-    and the activation grid (tensor -> scale, zero point) that plain calibration gives it."""
+    and the activation grid (tensor -> scale, zero point) of its QDQ file: the ONNX int8 file's own where that was
+    made on the same grid in this run."""
     import onnx
 
     o, opts = how.options, {"reduce_range": False}
+    qdq = onnx.load(str(quantized(source, calibration, o, opts)))
     path, _ = prepare(source, onnx.load(str(prepared_file(source))), calibration, o, opts)
-    model = onnx.load(str(path))
-    return model, first_grid(source, path, calibration, o, opts, model)
+    return onnx.load(str(path)), activation_grid(qdq)
 
 
 def grid_overrides(grid: dict) -> dict:
@@ -175,6 +179,12 @@ def quantize(src: Path, dest: Path, calibration, o: dict, opts: dict, model, ove
                                    "CalibStridedMinMax": chunk(len(calibration.batch))})
 
 
+def scratch_file(source, kind: str, key: list, calibration) -> Path:
+    """Where this run keeps a ``kind`` of file made from ``source`` with ``calibration`` and the settings ``key``."""
+    text = json.dumps([key, [str(f) for f in calibration.files]], sort_keys=True)
+    return source.scratch / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.onnx"
+
+
 AFTER_QUANTIZATION = ("float_activations", "pad_channels")  # options that change the QDQ file, not how it is made
 
 
@@ -184,8 +194,7 @@ def quantized(source, calibration, o: dict, opts: dict) -> Path:
     import onnx
 
     made = {k: v for k, v in o.items() if k not in AFTER_QUANTIZATION}
-    key = json.dumps([made, opts, [str(f) for f in calibration.files]], sort_keys=True)
-    path = source.scratch / f"qdq-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+    path = scratch_file(source, "qdq", [made, opts], calibration)
     if not path.exists():
         model = onnx.load(str(prepared_file(source)))
         src, overrides = prepare(source, model, calibration, o, opts)
