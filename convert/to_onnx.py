@@ -106,9 +106,9 @@ def head_nodes(model) -> list[str]:
 
 
 def prepare(source, model, calibration, o: dict, opts: dict) -> tuple[Path, dict]:
-    """The float graph transformed as method options ``o`` ask, saved for the quantizer, and the quantizer's
-    per-tensor overrides. The equalized graph (the same function as the export) is kept as
-    ``reference_file`` for the per-layer report."""
+    """The float graph (``model``: ``prepared_file``'s) transformed as method options ``o`` ask, saved for the
+    quantizer, and the quantizer's per-tensor overrides. The equalized graph (the same function as the export) is
+    kept as ``reference_file`` for the per-layer report; the GPTQ rounding, per options, in the run's scratch."""
     import onnx
     from onnxruntime.quantization import QuantType
 
