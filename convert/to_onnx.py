@@ -126,7 +126,7 @@ def prepare(source, model, calibration, o: dict, opts: dict) -> tuple[Path, dict
         model = sequential_gptq(model, grid, batch[:SEQUENTIAL_IMAGES], qmax)
         overrides = grid_overrides(grid)
     else:
-        rounded = scratch_file(source, "gptq", [o.get("equalize_relu"), o.get("equalize"), qmax], calibration)
+        rounded = gptq_file(source, calibration, o, qmax)
         if not rounded.exists():  # the same rounding for the ONNX file, TFLite's onnx-grid and every gptq variant
             onnx.save_model(gptq(model, batch[:GPTQ_IMAGES], qmax), str(rounded))
         model = onnx.load(str(rounded))
@@ -145,9 +145,8 @@ def rounded_graph(source, calibration, how: Method) -> tuple:
     import onnx
 
     o, opts = how.options, {"reduce_range": False}
-    qdq = onnx.load(str(quantized(source, calibration, o, opts)))
-    path, _ = prepare(source, onnx.load(str(prepared_file(source))), calibration, o, opts)
-    return onnx.load(str(path)), activation_grid(qdq)
+    qdq = onnx.load(str(quantized(source, calibration, o, opts)))  # prepares the graph below on the way
+    return onnx.load(str(gptq_file(source, calibration, o, 127))), activation_grid(qdq)
 
 
 def grid_overrides(grid: dict) -> dict:
@@ -183,6 +182,11 @@ def scratch_file(source, kind: str, key: list, calibration) -> Path:
     """Where this run keeps a ``kind`` of file made from ``source`` with ``calibration`` and the settings ``key``."""
     text = json.dumps([key, [str(f) for f in calibration.files]], sort_keys=True)
     return source.scratch / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.onnx"
+
+
+def gptq_file(source, calibration, o: dict, qmax: int) -> Path:
+    """Where ``prepare`` keeps the equalized, GPTQ-rounded float graph of options ``o`` on the ``qmax`` grid."""
+    return scratch_file(source, "gptq", [o.get("equalize_relu"), o.get("equalize"), qmax], calibration)
 
 
 AFTER_QUANTIZATION = ("float_activations", "pad_channels")  # options that change the QDQ file, not how it is made
