@@ -81,11 +81,13 @@ def timed(args: list[str], **env_extra) -> tuple[float, float]:
     return seconds, float(lines[-1].split()[1])
 
 
-def compare(bundle: Path, file: Path, fmt: str, precision: str, size: int, image: str, runs: int) -> ColdPair:
-    """``runs`` alternate cold starts of runtime.predict (bundle, format, precision) and of the minimal script,
-    after one start of the runtime that hashes the file."""
+def compare(bundle: Path, file: Path, fmt: str, precision: str | None, size: int, image: str, runs: int) -> ColdPair:
+    """``runs`` alternate cold starts of runtime.predict (bundle, format, precision; precision None: the
+    bundle's default, its cascade where it has one) and of the minimal script on ``file``, after one start of
+    the runtime that hashes the files."""
     compileall.compile_dir(ROOT / "runtime", quiet=2, workers=0)
-    predict = ["module", "runtime.predict", "--model", str(bundle), "--format", fmt, "--precision", precision, image]
+    pinned = ["--format", fmt, "--precision", precision] if precision else []
+    predict = ["module", "runtime.predict", "--model", str(bundle), *pinned, image]
     ours, minimal = [], []
     with tempfile.TemporaryDirectory(prefix="edge-verified-") as records:
         first, _ = timed(predict, RUNTIME_VERIFY_CACHE=records)

@@ -78,10 +78,9 @@ def paired_p50(fn, other, runs: int) -> tuple[float, float]:
 def measure(fmt: str, name: str, about: str, make, ref, images, runs: int, fp32=None) -> tuple[MethodRow, object]:
     """Make one file with ``make()``, then measure it (timed alternately with the ``fp32`` runner of its
     format when given); an exporter error becomes the row's failure. Returns the row and its runner."""
-    from convert.parity import judge
     from runtime.errors import first_line
     from runtime.formats import FORMATS
-    from runtime.parity import compare
+    from runtime.parity import compare, judge
 
     row = MethodRow(fmt, name, about)
     t = time.perf_counter()

@@ -1,6 +1,7 @@
 """One benchmark row per target (Keras predict, Keras compiled, each artifact), measured the same way."""
 
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import Artifact, Manifest
+from runtime.bundle import Artifact, Cascade, Manifest, load_verified
+from runtime.choice import cascade_choice
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, first_line
 from runtime.files import sha256
 from runtime.formats import FORMATS
@@ -31,6 +33,8 @@ class Target:
     in_bundle: bool = False
     sha256: str | None = None  # of a bundle's artifact, from its manifest entry (None: not listed)
     refused: Artifact | None = None  # the manifest's record of an export that failed parity
+    cascade: Cascade | None = None  # a cascade row: its record (``file`` is the fast file)
+    default: bool = False  # the cascade the runtime chooses by default here
 
 
 @dataclass
@@ -48,16 +52,20 @@ class Row:
     size_mb: float | None = None
     max_abs_diff: float | None = None
     top1_agreement: float | None = None
+    agreement_interval: tuple[float, float] | None = None  # 95% Wilson interval
     accuracy: float | None = None
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
+    mean_ms: float | None = None
+    recheck_rate: float | None = None
     e2e_p50_ms: float | None = None
     throughput_b32: float | None = None
     gflops: float | None = None
     peak_share: float | None = None
     cold_start_s: float | None = None
     peak_rss_mb: float | None = None
+    about: str = ""  # a cascade row: its pair and gate
 
 
 def targets(bundle: Path) -> list[Target]:
@@ -68,8 +76,11 @@ def targets(bundle: Path) -> list[Target]:
     rows = [Target("keras predict", "keras", "fp32", keras), Target("keras compiled", "keras", "fp32", keras)]
     listed = {a.file: a.sha256 for a in m.verified()}
     refused = {a.file: a for a in m.refused()}
+    chosen = cascade_choice(m)
     return rows + [Target(f"{f} {p}", f, p, bundle / FORMATS[f].file(p), True, listed.get(FORMATS[f].file(p)),
-                          refused.get(FORMATS[f].file(p))) for f in FORMATS for p in FORMATS[f].precisions]
+                          refused.get(FORMATS[f].file(p))) for f in FORMATS for p in FORMATS[f].precisions] + [
+        Target(f"cascade {m.entry(c.fast).format}", "cascade", "cascade", bundle / c.fast, True, listed.get(c.fast),
+               cascade=c, default=chosen is not None and chosen.cascade == c) for c in m.published_cascades()]
 
 
 def file_target(path: Path) -> list[Target]:
@@ -89,6 +100,8 @@ def load(target: Target, device: str):
         from runtime.keras_runner import load_keras
 
         return load_keras(target.file, None, device, compiled=target.name == "keras compiled")
+    if target.cascade is not None:
+        return load_cascade(target.file.parent, target.cascade, device)
     if target.in_bundle and target.sha256 is None:
         why = "a file left from an earlier conversion" if target.file.exists() else "not converted"
         raise BackendUnavailable(f"{target.file.name} is not in the manifest ({why}, or it failed parity)")
@@ -97,6 +110,18 @@ def load(target: Target, device: str):
     if target.in_bundle and sha256(target.file) != target.sha256:
         raise ModelError(f"{target.file.name}: its hash differs from the manifest's (changed since conversion)")
     return FORMATS[target.format].load(target.file, None, device)
+
+
+def load_cascade(bundle: Path, cascade: Cascade, device: str, spinning=True):
+    """A runner over a cascade's two files, each hash-checked (as the runtime loads it)."""
+    from runtime.classifier import cascade_runner
+
+    if device != "cpu":
+        raise BackendUnavailable("a cascade runs on the CPU (on a GPU every float file is fast)")
+    m = Manifest.read(bundle)
+    fast, exact = ((load_verified(bundle, e, lambda f, e=e: FORMATS[e.format].load(f, None, device, spinning))[1])
+                   for e in (m.entry(cascade.fast), m.entry(cascade.exact)))
+    return cascade_runner(fast, exact, cascade.margin)
 
 
 def refused_row(row: Row, entry: Artifact) -> Row:
@@ -137,6 +162,9 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: dic
     from benchmarks.timing import latency, throughput
 
     row = Row(target.name, target.format, target.precision, device)
+    if target.cascade is not None:
+        row.about = f"{target.cascade.name}, gate {target.cascade.margin:.2f}" + (" (default)" if target.default
+                                                                                   else "")
     if target.refused is not None:
         return refused_row(row, target.refused), None
     try:
@@ -153,10 +181,18 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: dic
     p = compare(out if ref is None else ref, out, images.labels)
     row.accuracy = p.accuracy
     if ref is not None:
-        row.max_abs_diff, row.top1_agreement = p.max_abs_logit_diff, p.top1_agreement
+        row.max_abs_diff, row.top1_agreement, row.agreement_interval = p.max_abs_logit_diff, p.top1_agreement, \
+            p.interval
     one = images.batch[:1]
-    lat = latency(lambda: runner.infer(one), runs=timing.runs)
-    row.p50_ms, row.p90_ms, row.p99_ms = lat.p50, lat.p90, lat.p99
+    if target.cascade is not None:  # its cost depends on the image: cycle through all of them
+        row.recheck_rate = float(np.mean(np.concatenate([runner.answer(images.batch[i:i + 32]).rechecked
+                                                         for i in range(0, len(images.batch), 32)])))
+        each = itertools.cycle(range(len(images.batch)))
+        lat = latency(lambda: runner.infer(images.batch[(i := next(each)):i + 1]),
+                      runs=max(timing.runs, len(images.batch)))
+    else:
+        lat = latency(lambda: runner.infer(one), runs=timing.runs)
+    row.p50_ms, row.p90_ms, row.p99_ms, row.mean_ms = lat.p50, lat.p90, lat.p99, lat.mean
     jpeg = Path(images.files[0]).read_bytes()
     row.e2e_p50_ms = latency(lambda: runner.infer(spec.load(io.BytesIO(jpeg))[None]).argmax(),
                              runs=timing.runs).p50
@@ -165,7 +201,7 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: dic
     if macs:
         row.gflops = 2 * macs * row.throughput_b32 / 1e9
         row.peak_share = row.gflops / peak[target.precision if target.precision == "int8" else "fp32"]
-    if timing.cold_start:
+    if timing.cold_start and (target.cascade is None or target.default):
         try:
             row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides, spec)
         except ModelError as e:

@@ -1,11 +1,11 @@
 """``python -m benchmarks.runtime_bench BUNDLE --image IMG``: what the deployable runtime costs.
 
-Per backend (the fastest verified artifact of each format): cold start of ``runtime.predict`` against a
-minimal script on the same file (time and peak RSS, alternately, median of --cold-runs), end-to-end
-latency from JPEG bytes to label against the bare ``session.run``/``invoke`` on the same tensor, and, with
---install-size, the size of a fresh virtual environment holding the runtime and that backend
-(``pip install .[extra]``) against the slim folder of ``runtime.package install`` for this machine and
-for ARM64.
+Per backend (the fastest verified artifact of each format), and for the bundle's default cascade: cold start
+of ``runtime.predict`` against a minimal script on the same file (a cascade's int8 file; time and peak RSS,
+alternately, median of --cold-runs), end-to-end latency from JPEG bytes to label against the bare
+``session.run``/``invoke`` on the same tensor, and, with --install-size, the size of a fresh virtual
+environment holding the runtime and that backend (``pip install .[extra]``) against the slim folder of
+``runtime.package install`` for this machine and for ARM64.
 """
 
 import io
@@ -49,8 +49,9 @@ class RuntimeRow:
 
 
 def bare_call(clf: Classifier, x):
-    """The backend's own call on a preprocessed tensor, without the runtime around it."""
-    r = clf.runner
+    """The backend's own call on a preprocessed tensor, without the runtime around it (a cascade: its int8
+    file's)."""
+    r = clf.runner.fast if clf.exact_file else clf.runner
     if r.backend == "onnxruntime":
         return lambda: r.session.run(None, {r.input_name: x})
     it = r.interpreter
@@ -86,20 +87,22 @@ def slim_mb(fmt: str, target: Target) -> float:
         return slim(fmt, Path(tmp) / "slim", target).bytes / 1e6
 
 
-def measure(bundle: Path, fmt: str, precision: str | None, image: str, cold_runs: int, runs: int,
+def measure(bundle: Path, fmt: str | None, precision: str | None, image: str, cold_runs: int, runs: int,
             with_size: bool) -> RuntimeRow:
-    """All figures for the artifact of ``fmt`` at ``precision`` (None: the one the runtime chooses)."""
+    """All figures for the artifact of ``fmt`` at ``precision`` (None: the one the runtime chooses; ``fmt``
+    None: the bundle's default cascade)."""
     manifest = Manifest.read(bundle)
     art = choose(manifest, fmt, precision).entry
-    clf = Classifier.load(bundle, fmt, art.precision)
+    clf = Classifier.load(bundle, fmt, art.precision if fmt else None)
     jpeg = Path(image).read_bytes()
     x = clf.preprocess(io.BytesIO(jpeg))[None]
     bare = latency(bare_call(clf, x), runs=runs).p50
     wrapped = latency(lambda: clf.predict_batch(x), runs=runs).p50
     e2e = latency(lambda: clf.predict([io.BytesIO(jpeg)]), runs=runs).p50
-    cold = compare(bundle, bundle / art.file, fmt, art.precision, manifest.input.height, image, cold_runs)
-    row = RuntimeRow(art.file, cold, bare, wrapped, e2e, e2e / bare - 1)
-    if with_size:
+    cold = compare(bundle, bundle / art.file, art.format, art.precision if fmt else None, manifest.input.height,
+                   image, cold_runs)
+    row = RuntimeRow(clf.name.split("/")[-1] if fmt is None else art.file, cold, bare, wrapped, e2e, e2e / bare - 1)
+    if with_size and fmt:
         here = Target.here()
         row.install_mb, row.slim_mb = install_size_mb(FORMATS[fmt].extra), slim_mb(fmt, here)
         row.arm64_slim_mb = slim_mb(fmt, Target("arm64", here.python, ARM64_GLIBC))
@@ -130,6 +133,8 @@ def run(args) -> int:
     preprocess(args.image, (8, 8))  # a missing or broken image fails here, in one line
     rows = [measure(args.bundle, f, args.precision, args.image, args.cold_runs, args.runs, args.install_size)
             for f in FORMATS]
+    if args.precision is None and Manifest.read(args.bundle).published_cascades():
+        rows.append(measure(args.bundle, None, None, args.image, args.cold_runs, args.runs, False))
     lines = ["| artifact | first start s (hashes) | cold start s | minimal script s | ratio | peak RSS MB "
              "| minimal RSS MB | bare run ms | JPEG to label ms | e2e over bare | venv MB | slim MB | arm64 slim MB |",
              "|---" * 13 + "|"]

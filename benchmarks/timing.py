@@ -14,6 +14,7 @@ class Latency:
     p90: float
     p99: float
     runs: int
+    mean: float = 0.0
 
 
 def latency(fn, runs=50, warmup=5, budget_s=60.0) -> Latency:
@@ -26,7 +27,7 @@ def latency(fn, runs=50, warmup=5, budget_s=60.0) -> Latency:
         fn()
         times.append(1000 * (time.perf_counter() - t))
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
-    return Latency(float(p50), float(p90), float(p99), len(times))
+    return Latency(float(p50), float(p90), float(p99), len(times), float(np.mean(times)))
 
 
 def throughput(fn, batch: int, seconds=3.0) -> float:

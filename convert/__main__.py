@@ -20,6 +20,19 @@ def csv(choices):
     return parse
 
 
+def margin(text: str) -> float:
+    """An argparse type: a cascade gate, a finite top-2 logit margin in [0, 1000]."""
+    from runtime.bundle import MAX_MARGIN
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= MAX_MARGIN:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a margin in [0, {MAX_MARGIN:g}]")
+    return value
+
+
 def parser():
     p = command_parser("python -m convert", __doc__)
     p.add_argument("source", type=Path, help="a bundle folder (with model.keras and manifest.json), "
@@ -32,7 +45,11 @@ def parser():
     p.add_argument("--calibration-images", type=positive_int, default=200, help="default 200")
     p.add_argument("--parity", type=Path, help="images to compare on (default: validation/ beside "
                                                "--calibration, else --calibration, else seeded noise)")
-    p.add_argument("--parity-images", type=positive_int, default=100, help="default 100")
+    p.add_argument("--parity-images", type=positive_int,
+                   help="images compared (default: all of the folder; 200 noise images); a precision passes when "
+                        "the 95%% lower bound of its top-1 agreement clears its threshold, so fp32 needs >= 189")
+    p.add_argument("--cascade-margin", type=margin, metavar="X",
+                   help="set the cascades' gate by hand (a top-2 logit margin, 0-1000) instead of fitting it")
     p.add_argument("--int8-reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="ONNX int8 7-bit weights: auto = on when the CPU has no VNNI")
     p.add_argument("--int8-report", type=Path, nargs="?", const=Path("reports/int8"), metavar="DIR",

@@ -9,20 +9,22 @@ from tqdm import tqdm
 
 from convert import to_onnx, to_tflite
 from convert.calibration import calibration_set, synthetic_set
+from convert.cascade import cascades
 from convert.errors import ConvertError, ExportError
 from convert.parity import check
 from convert.source import SourceModel
-from runtime.bundle import Artifact
+from runtime.bundle import Artifact, artifact_path
 from runtime.choice import this_machine
 from runtime.cli import progress_options
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.files import replacing
 from runtime.formats import FORMATS
 from runtime.images import ImageSet, load_images
-from runtime.parity import Parity, compare
+from runtime.parity import THRESHOLDS, Parity, compare, images_needed, wilson
 
 EXPORTERS = {"tflite": to_tflite.export, "onnx": to_onnx.export}
 LATENCY_RUNS = 10
+NOISE_IMAGES = 200  # enough for fp32's agreement bound (189); noise shows the same function, not accuracy
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Export:
     latency_ms: float | None = None
     notes: dict | None = None
     error: str | None = None
+    logits: np.ndarray | None = None  # on the parity images, for fitting cascades
 
     def record(self, bundle: Path) -> Artifact | None:
         """The manifest's record of this export: published in ``bundle``, or refused by parity with its
@@ -77,7 +80,8 @@ def build(source: SourceModel, bundle: Path, fmt: str, precision: str, ref: np.n
                 raise ExportError(f"{art.file}: export failed: {first_line(e)}") from e
             art.seconds, art.bytes = time.perf_counter() - t, tmp.stat().st_size
             runner = FORMATS[fmt].load(tmp, None, "cpu")
-            art.parity = compare(ref, runner.infer_batches(images.batch), images.labels)
+            art.logits = runner.infer_batches(images.batch)
+            art.parity = compare(ref, art.logits, images.labels)
             art.latency_ms = batch1_latency_ms(runner, images.batch)
             check(art.parity, precision, art.file)
     except (ConvertError, RuntimeToolkitError) as e:
@@ -85,17 +89,32 @@ def build(source: SourceModel, bundle: Path, fmt: str, precision: str, ref: np.n
     return art
 
 
-def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, parity_count: int,
-            calibration_dir=None, calibration_count=200, exporters=EXPORTERS) -> list[Export]:
-    """Build every requested artifact; the manifest is rewritten after each one, recording a refused
-    export's numbers (its file is not published)."""
+def enough_images(n: int, precisions, where: str):
+    """ConvertError unless ``n`` parity images can show every precision's agreement threshold."""
+    for precision in precisions:
+        need = images_needed(THRESHOLDS[precision].min_top1_agreement)
+        if n < need:
+            low = wilson(n, n)[0]
+            raise ConvertError(f"{n} parity images ({where}) cannot show {precision}'s "
+                               f"{THRESHOLDS[precision].min_top1_agreement:.0%} top-1 agreement (even all {n} "
+                               f"agreeing gives a 95% lower bound of {low:.1%}): give at least {need} "
+                               "(--parity DIR, --parity-images N)")
+
+
+def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, parity_count: int | None,
+            calibration_dir=None, calibration_count=200, exporters=EXPORTERS,
+            cascade_margin: float | None = None) -> list[Export]:
+    """Build every requested artifact (parity on ``parity_count`` images, default all of ``parity_dir`` or
+    NOISE_IMAGES of noise); the manifest is rewritten after each one, recording a refused export's numbers
+    (its file is not published); then fit the cascades of its int8 and float files."""
     m = source.manifest
     spec = m.spec()
     if "int8" in precisions and calibration_dir is None:
         raise ConvertError("int8 needs --calibration DIR (at least 100 real images), "
                            "or leave it out: --precisions fp32,fp16")
-    images = (load_images(parity_dir, spec, m.classes, parity_count) if parity_dir
-              else synthetic_set(spec, parity_count))
+    images = (load_images(parity_dir, spec, m.classes, parity_count or 10 ** 9) if parity_dir
+              else synthetic_set(spec, parity_count or NOISE_IMAGES))
+    enough_images(len(images.files), precisions, str(parity_dir or "noise"))
     calibration = None
     if "int8" in precisions:
         calibration = calibration_set(calibration_dir, spec, m.classes, calibration_count)
@@ -111,5 +130,16 @@ def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, 
         if (entry := art.record(bundle)) is not None:
             m = m.with_artifact(entry)
             m.write(bundle)
+    logits = {a.file: a.logits for a in results if a.error is None and a.logits is not None}
+
+    def logits_of(file: str) -> np.ndarray:
+        """This run's logits of a file, or those of a file published by an earlier run."""
+        if file not in logits:
+            entry = m.entry(file)
+            logits[file] = FORMATS[entry.format].load(artifact_path(bundle, entry), None, "cpu").infer_batches(
+                images.batch)
+        return logits[file]
+    where = f"{parity_dir or 'noise'} ({len(images.files)} images)"
+    m = m.with_cascades(cascades(m, logits_of, ref, images.labels, where, cascade_margin))
     m.write(bundle)
     return results

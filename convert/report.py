@@ -62,16 +62,36 @@ def precisions(args) -> list[str]:
 
 def table(results: list[Export]) -> str:
     """Markdown: format, precision, size, seconds to convert, parity against Keras."""
-    rows = ["| file | MB | convert s | max abs diff | mean abs diff | diff / range | top-1 agree | top-5 overlap "
+    rows = ["| file | MB | convert s | max abs diff | mean abs diff | diff / range | top-1 agree [95%] of n "
+            "| top-5 overlap "
             "| accuracy keras -> export | b1 ms | parity |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in results:
         p = a.parity
         acc = f"{p.accuracy_ref:.3f} -> {p.accuracy:.3f}" if p and p.accuracy is not None else "-"
         cells = ([f"{p.max_abs_logit_diff:.2e}", f"{p.mean_abs_logit_diff:.2e}", f"{p.rel_logit_diff:.1e}",
-                  f"{p.top1_agreement:.1%}", f"{p.top5_overlap:.1%}", acc] if p else ["-"] * 6)
+                  p.agreement_text(), f"{p.top5_overlap:.1%}", acc] if p else ["-"] * 6)
         cells.append(f"{a.latency_ms:.1f}" if a.latency_ms else "-")
         cells.append("passed" if a.error is None else f"FAILED: {a.error}")
         rows.append(f"| {a.file} | {a.bytes / 1e6:.1f} | {a.seconds:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def cascade_table(pairs) -> str:
+    """Markdown: each cascade's gate, re-check rate, held-out agreement and its trade-off table."""
+    rows = ["| cascade | gate | re-checked | agreement (held-out halves) | halves: gate fitted -> agreement on the "
+            "other | expected b1 ms | published |", "|---|---|---|---|---|---|---|"]
+    for c in pairs:
+        halves = "; ".join(f"{h.margin:.2f} on {h.fitted_images} -> {h.agreement:.1%} of {h.checked_images}"
+                           for h in c.halves)
+        gate = f"{c.margin:.2f} ({c.set_by}" + (f", widened by {c.widened_by:.2f})" if c.set_by == "fitted" else ")")
+        rows.append(f"| {c.name} | {gate} | {c.recheck_rate:.1%} | {c.parity.agreement_text()} | {halves} | "
+                    f"{f'{c.latency_ms:.1f}' if c.latency_ms else '-'} | "
+                    f"{'yes' if c.parity.passed else 'no: ' + '; '.join(c.parity.failures)} |")
+    for c in pairs:
+        rows += ["", f"{c.name}: gate -> re-checked, agreement on all parity images", "| gate | re-checked | "
+                 "agreement |", "|---|---|---|"]
+        rows += [f"| {r.margin:.2f}{' (chosen)' if r.margin == round(c.margin, 4) else ''} | {r.recheck_rate:.1%} | "
+                 f"{r.agreement:.1%} |" for r in c.tradeoff]
     return "\n".join(rows)
 
 
@@ -118,13 +138,16 @@ def run(args) -> int:
         source.reduce_range = {"auto": None, "on": True, "off": False}[args.int8_reduce_range]
         try:
             results = convert(source, bundle, args.formats, wanted, images, args.parity_images,
-                              args.calibration, args.calibration_images)
+                              args.calibration, args.calibration_images, cascade_margin=args.cascade_margin)
         finally:
             source.close()
     if images is None:
-        print(f"note: parity was checked on {args.parity_images} noise images (no --parity or --calibration): "
+        print("note: parity was checked on noise images (no --parity or --calibration): "
               "it proves the same function, not the same accuracy", file=sys.stderr)
     print("\n" + table(results))
+    pairs = Manifest.read(bundle).cascades
+    if pairs:
+        print("\n" + cascade_table(pairs))
     failed = [a for a in results if a.error]
     for a in failed:
         print(f"error: {a.error}", file=sys.stderr)

@@ -127,14 +127,7 @@ class Artifact:
         file = _check(d.get("file"), str, f"{where}.file")
         if Path(file).name != file or file in (".", ".."):
             raise ManifestError(f"{where}.file: {file!r} is not a file name inside the bundle")
-        parity = _check(d.get("parity"), dict, f"{where}.parity")
-        legacy = parity.get("failure")
-        parity = {k: v for k, v in parity.items() if k != "failure"}
-        try:
-            record = Parity(**{"failures": [legacy] if legacy else [], **parity})
-        except TypeError as e:
-            raise ManifestError(f"{where}.parity: {e}") from None
-        _check(record.passed, bool, f"{where}.parity.passed")
+        record = _parity(d.get("parity"), f"{where}.parity")
         latency, digest = d.get("latency_ms"), d.get("sha256")
         if record.passed or digest is not None:
             _check(digest, str, f"{where}.sha256")
@@ -164,6 +157,142 @@ class Artifact:
         return {**d, "parity": asdict(self.parity), **self.notes}
 
 
+MAX_MARGIN = 1000.0  # a gate wider than any logit gap re-checks every image; beyond it is a typo
+
+
+def _share(value, where: str) -> float:
+    """A number in [0, 1]."""
+    value = float(_check(value, (int, float), where))
+    if not 0 <= value <= 1:
+        raise ManifestError(f"{where}: {value!r} is not in [0, 1]")
+    return value
+
+
+def _file_name(value, where: str) -> str:
+    """A plain file name inside the bundle."""
+    name = _check(value, str, where)
+    if Path(name).name != name or name in (".", ".."):
+        raise ManifestError(f"{where}: {name!r} is not a file name inside the bundle")
+    return name
+
+
+def margin_of(value, where: str) -> float:
+    """A cascade gate: a finite top-2 logit margin in [0, MAX_MARGIN]."""
+    value = float(_check(value, (int, float), where))
+    if not 0 <= value <= MAX_MARGIN:
+        raise ManifestError(f"{where}: gate {value!r} is not a margin in [0, {MAX_MARGIN:g}]")
+    return value
+
+
+def _count(value, where: str) -> int:
+    """A number of images, >= 0."""
+    if _check(value, int, where) < 0:
+        raise ManifestError(f"{where}: {value} is negative")
+    return value
+
+
+def _record(cls, d, where: str, **parsers):
+    """``cls`` from the JSON object ``d``, each field through its parser."""
+    _check(d, dict, where)
+    return cls(**{name: parse(d.get(name), f"{where}.{name}") for name, parse in parsers.items()})
+
+
+@dataclass(frozen=True)
+class GatePoint:
+    """One row of a cascade's trade-off table: at this gate, the share re-checked and the agreement."""
+
+    margin: float
+    recheck_rate: float
+    agreement: float
+
+    @classmethod
+    def parse(cls, d, where: str):
+        return _record(cls, d, where, margin=margin_of, recheck_rate=_share, agreement=_share)
+
+
+@dataclass(frozen=True)
+class Half:
+    """A gate fitted on one half of the parity images and checked on the other."""
+
+    fitted_images: int
+    margin: float
+    checked_images: int
+    agreement: float
+    recheck_rate: float
+
+    @classmethod
+    def parse(cls, d, where: str):
+        return _record(cls, d, where, fitted_images=_count, margin=margin_of, checked_images=_count,
+                       agreement=_share, recheck_rate=_share)
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """A fast file that answers every image and an exact file that answers again where the fast file's own
+    top-2 logit margin is under ``margin``. ``parity`` is the agreement with the source model measured on
+    images the gate was not fitted on (each half of the parity images with the other half's gate)."""
+
+    fast: str
+    exact: str
+    margin: float
+    fitted_on: str
+    recheck_rate: float
+    parity: Parity
+    set_by: str = "fitted"
+    widened_by: float = 0.0
+    halves: tuple[Half, ...] = ()
+    tradeoff: tuple[GatePoint, ...] = ()
+    latency_ms: float | None = None
+    measured_on: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``model.int8.tflite > model.fp32.onnx``: the pair, fast file first."""
+        return f"{self.fast} > {self.exact}"
+
+    @classmethod
+    def parse(cls, d, where: str):
+        _check(d, dict, where)
+        fast, exact = _file_name(d.get("fast"), f"{where}.fast"), _file_name(d.get("exact"), f"{where}.exact")
+        if fast == exact:
+            raise ManifestError(f"{where}: the fast and the exact file are both {fast}")
+        set_by = _check(d.get("set_by", "fitted"), str, f"{where}.set_by")
+        if set_by not in ("fitted", "hand"):
+            raise ManifestError(f"{where}.set_by: {set_by!r} is neither 'fitted' nor 'hand'")
+        halves, points = _check(d.get("halves", []), list, f"{where}.halves"), _check(d.get("tradeoff", []), list,
+                                                                                      f"{where}.tradeoff")
+        if len(halves) > 2 or len(points) > 100:
+            raise ManifestError(f"{where}: more halves or trade-off rows than a conversion writes")
+        latency = d.get("latency_ms")
+        return cls(fast, exact, margin_of(d.get("margin"), f"{where}.margin"),
+                   _check(d.get("fitted_on", ""), str, f"{where}.fitted_on")[:300],
+                   _share(d.get("recheck_rate"), f"{where}.recheck_rate"), _parity(d.get("parity"), f"{where}.parity"),
+                   set_by, margin_of(d.get("widened_by", 0.0), f"{where}.widened_by"),
+                   tuple(Half.parse(h, f"{where}.halves[{i}]") for i, h in enumerate(halves)),
+                   tuple(GatePoint.parse(r, f"{where}.tradeoff[{i}]") for i, r in enumerate(points)),
+                   None if latency is None else float(_check(latency, (int, float), f"{where}.latency_ms")),
+                   d.get("measured_on") if isinstance(d.get("measured_on"), str) else None)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {**d, "halves": [asdict(h) for h in self.halves], "tradeoff": [asdict(r) for r in self.tradeoff]}
+
+
+def _parity(d, where: str) -> Parity:
+    """A parity record; ``passed`` must be a boolean and the counts numbers."""
+    parity = _check(d, dict, where)
+    legacy = parity.get("failure")
+    parity = {k: v for k, v in parity.items() if k != "failure"}
+    try:
+        record = Parity(**{"failures": [legacy] if legacy else [], **parity})
+    except TypeError as e:
+        raise ManifestError(f"{where}: {e}") from None
+    _check(record.passed, bool, f"{where}.passed")
+    _check(record.images, int, f"{where}.images")
+    _share(record.top1_agreement, f"{where}.top1_agreement")
+    return record
+
+
 @dataclass(frozen=True)
 class Manifest:
     """One bundle's description, as fixed in DESIGN.md."""
@@ -175,6 +304,7 @@ class Manifest:
     preprocessing: Preprocessing = Preprocessing()
     output: str = "logits"
     artifacts: tuple[Artifact, ...] = ()
+    cascades: tuple[Cascade, ...] = ()
 
     @classmethod
     def for_model(cls, name: str, classes, size: int, source: Source):
@@ -199,28 +329,51 @@ class Manifest:
         parsed = tuple(Artifact.parse(a, f"{path}: artifacts[{i}]") for i, a in enumerate(artifacts))
         if len({a.file for a in parsed}) != len(parsed):
             raise ManifestError(f"{path}: an artifact file is listed twice")
+        cascades = _check(d.get("cascades", []), list, f"{path}: cascades")
+        if len(cascades) > 16:
+            raise ManifestError(f"{path}: {len(cascades)} cascades; a conversion writes at most a few")
+        pairs = tuple(Cascade.parse(c, f"{path}: cascades[{i}]") for i, c in enumerate(cascades))
+        published = {a.file for a in parsed if a.parity.passed}
+        for i, c in enumerate(pairs):
+            for role, file in (("fast", c.fast), ("exact", c.exact)):
+                if file not in published:
+                    why = "failed parity" if file in {a.file for a in parsed} else "is not in the bundle"
+                    raise ManifestError(f"{path}: cascades[{i}].{role}: {file} {why}")
         return cls(_check(d.get("name", Path(bundle).name), str, f"{path}: name"), tuple(classes),
                    Input.parse(d.get("input"), f"{path}: input"), Source.parse(d.get("source"), f"{path}: source"),
                    Preprocessing.parse(d.get("preprocessing", {}), f"{path}: preprocessing"),
-                   _check(d.get("output", "logits"), str, f"{path}: output"), parsed)
+                   _check(d.get("output", "logits"), str, f"{path}: output"), parsed, pairs)
 
     def to_dict(self) -> dict:
         """The manifest as JSON data, schema first."""
         return {"schema": SCHEMA, "name": self.name, "classes": list(self.classes), "input": asdict(self.input),
                 "preprocessing": asdict(self.preprocessing), "output": self.output, "source": self.source.to_dict(),
-                "artifacts": [a.to_dict() for a in self.artifacts]}
+                "artifacts": [a.to_dict() for a in self.artifacts],
+                **({"cascades": [c.to_dict() for c in self.cascades]} if self.cascades else {})}
 
     def write(self, bundle):
         """Atomically write ``bundle/manifest.json``."""
         write_json(Path(bundle) / FILE, self.to_dict())
 
     def with_artifact(self, artifact: Artifact) -> "Manifest":
-        """This manifest with ``artifact`` added, replacing an entry of the same file."""
-        return replace(self, artifacts=(*(a for a in self.artifacts if a.file != artifact.file), artifact))
+        """This manifest with ``artifact`` added, replacing an entry of the same file; cascades that use a
+        file so replaced no longer hold and are dropped."""
+        return replace(self, artifacts=(*(a for a in self.artifacts if a.file != artifact.file), artifact),
+                       cascades=tuple(c for c in self.cascades if artifact.file not in (c.fast, c.exact)))
+
+    def with_cascades(self, cascades) -> "Manifest":
+        """This manifest with its cascades replaced by ``cascades``."""
+        return replace(self, cascades=tuple(cascades))
+
+    def published_cascades(self) -> list[Cascade]:
+        """The cascades whose own parity passed."""
+        return [c for c in self.cascades if c.parity.passed]
 
     def with_source(self, source: Source) -> "Manifest":
         """This manifest for a changed source model: its artifacts no longer hold and are dropped."""
-        return replace(self, source=source, artifacts=() if source.sha256 != self.source.sha256 else self.artifacts)
+        if source.sha256 == self.source.sha256:
+            return replace(self, source=source)
+        return replace(self, source=source, artifacts=(), cascades=())
 
     def spec(self) -> ImageSpec:
         """How this bundle's images become inputs."""

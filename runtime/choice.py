@@ -5,12 +5,13 @@ only where this machine has the same CPU (recorded as ``measured_on``). Elsewher
 order decides, from the benchmarks in the README: int8 where it passed parity, then the float
 exports in the order they ran on CPUs measured so far (LiteRT fp16 runs XNNPACK in fp32 with half
 the weights; ONNX fp16 pays for casts on CPUs); on a GPU fp16 first. ``--format``/``--precision``
-fix the choice.
+fix the choice. On the CPU, a bundle's cascade (an int8 file that answers, a float file that re-checks
+its near-ties) comes first unless ``--format``/``--precision`` are given.
 """
 
 from dataclasses import dataclass
 
-from runtime.bundle import Artifact, Manifest
+from runtime.bundle import Artifact, Cascade, Manifest
 from runtime.cpuinfo import cpu_info
 from runtime.errors import BackendUnavailable, ModelError
 from runtime.formats import FORMATS
@@ -26,6 +27,8 @@ class Choice:
 
     entry: Artifact
     reason: str
+    cascade: Cascade | None = None
+    exact: Artifact | None = None
 
 
 def this_machine() -> str:
@@ -33,8 +36,30 @@ def this_machine() -> str:
     return cpu_info().model
 
 
+def cascade_choice(manifest: Manifest) -> Choice | None:
+    """The bundle's fastest published cascade whose two files run here, with why; None if it has none."""
+    usable = [c for c in manifest.published_cascades()
+              if all(FORMATS[manifest.entry(f).format].installed() for f in (c.fast, c.exact))]
+    if not usable:
+        return None
+    here = this_machine()
+    timed = all(c.measured_on == here and c.latency_ms for c in usable)
+    best = min(usable, key=lambda c: c.latency_ms) if timed else usable[0]
+    p = best.parity
+    why = (f"cascade: {best.fast} answers, {best.exact} re-checks answers whose top-2 logit margin is under "
+           f"{best.margin:.2f} ({best.recheck_rate:.0%} of the parity images); agreement with the source model "
+           f"{p.agreement_text()} held-out images, where plain {manifest.entry(best.fast).precision} agrees on "
+           f"{manifest.entry(best.fast).parity.top1_agreement:.1%}")
+    if timed:
+        why += f"; {best.latency_ms:.1f} ms expected at batch 1 on this CPU"
+    return Choice(manifest.entry(best.fast), why, best, manifest.entry(best.exact))
+
+
 def choose(manifest: Manifest, fmt=None, precision=None, device="cpu") -> Choice:
-    """The artifact to load: verified, matching ``fmt``/``precision``, runnable on ``device`` here."""
+    """The artifact (or cascade) to load: verified, matching ``fmt``/``precision``, runnable on ``device``
+    here; on the CPU with neither given, the bundle's cascade where it has one."""
+    if device == "cpu" and fmt is None and precision is None and (pair := cascade_choice(manifest)):
+        return pair
     wanted = "/".join(x for x in (fmt, precision) if x) or "any"
     verified = [a for a in manifest.verified()
                 if (fmt is None or a.format == fmt) and (precision is None or a.precision == precision)]

@@ -8,6 +8,7 @@ import numpy as np
 
 from runtime.bundle import FILE as MANIFEST
 from runtime.bundle import Manifest, ManifestError, load_verified
+from runtime.cascade import Answer, CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
 from runtime.formats import FORMATS, format_of
@@ -59,12 +60,15 @@ class ModelInfo:
 
 @dataclass
 class Prediction:
-    """Top labels of one image, with softmax scores and the raw logits."""
+    """Top labels of one image, with softmax scores, the raw logits and the file that answered (in a
+    cascade, the exact file when it re-checked the fast file's near-tie)."""
 
     label: str
     score: float
     top: list[dict]
     logits: list[float]
+    model: str = ""
+    rechecked: bool = False
 
 
 def manifest_beside(path: Path) -> dict:
@@ -81,10 +85,21 @@ class Classifier:
     """Images in, labels out: ``Classifier.load(path).predict([...])``."""
 
     def __init__(self, runner, info: ModelInfo, file: str, limits: DecodeLimits = DEFAULT_LIMITS,
-                 reason: str = "given as a file"):
-        if runner.outputs and runner.outputs != len(info.classes):
-            raise ModelError(f"{file}: model has {runner.outputs} outputs but {len(info.classes)} classes")
+                 reason: str = "given as a file", exact_file: str | None = None, precision: str | None = None):
+        for r in (runner.fast, runner.exact) if isinstance(runner, CascadeRunner) else (runner,):
+            if r.outputs and r.outputs != len(info.classes):
+                raise ModelError(f"{file}: model has {r.outputs} outputs but {len(info.classes)} classes")
         self.runner, self.info, self.file, self.limits, self.reason = runner, info, file, limits, reason
+        self.exact_file = exact_file
+        said = runner.metadata.get("precision") if isinstance(runner.metadata, dict) else None
+        self.precision = precision or (said if said in ("fp32", "fp16", "int8") else "fp32")
+
+    @property
+    def name(self) -> str:
+        """What answers, in words: the file, or both files of a cascade."""
+        if self.exact_file is None:
+            return self.file
+        return f"cascade {self.file} > {Path(self.exact_file).name} (gate {self.runner.margin:.2f})"
 
     @classmethod
     def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu", overrides=None,
@@ -107,8 +122,12 @@ class Classifier:
             manifest = Manifest.read(path)
             choice = choose(manifest, fmt, precision, device)
             file, runner = load_verified(path, choice.entry, lambda f: load(f, FORMATS[choice.entry.format]))
-            return cls(runner, ModelInfo.from_dict(manifest.to_dict(), str(path), overrides), str(file), limits,
-                       choice.reason)
+            info = ModelInfo.from_dict(manifest.to_dict(), str(path), overrides)
+            if choice.cascade is None:
+                return cls(runner, info, str(file), limits, choice.reason, precision=choice.entry.precision)
+            exact, second = load_verified(path, choice.exact, lambda f: load(f, FORMATS[choice.exact.format]))
+            return cls(cascade_runner(runner, second, choice.cascade.margin), info, str(file), limits, choice.reason,
+                       str(exact), "cascade")
         if not path.is_file():
             raise ModelError(f"{path} is neither a model file nor a bundle folder")
         runner = load(path, format_of(path))
@@ -119,30 +138,50 @@ class Classifier:
         """One image (path, bytes, file) to this model's input, within this classifier's decode limits."""
         return self.info.spec.load(source, self.limits)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits of a preprocessed batch, checked to hold one row per image and one column per class."""
-        logits = self.runner.infer(batch)
+    def answer(self, batch: np.ndarray) -> Answer:
+        """Logits of a preprocessed batch, checked to hold one row per image and one column per class, and
+        the rows a cascade's exact file answered."""
+        if isinstance(self.runner, CascadeRunner):
+            out = self.runner.answer(batch)
+        else:
+            out = Answer(self.runner.infer(batch), np.zeros(len(batch), bool))
         want = (len(batch), len(self.info.classes))
-        if getattr(logits, "shape", None) != want:
-            raise OutputError(f"{self.file}: model answered logits of shape {getattr(logits, 'shape', '?')}, "
+        if getattr(out.logits, "shape", None) != want:
+            raise OutputError(f"{self.file}: model answered logits of shape {getattr(out.logits, 'shape', '?')}, "
                               f"expected {want} ({want[1]} classes)")
-        return logits
+        return out
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of a preprocessed batch (see ``answer``)."""
+        return self.answer(batch).logits
 
     def predict_batch(self, batch: np.ndarray, top_k=3) -> list[Prediction]:
         """Predictions for an already preprocessed batch; OutputError if any row is not finite."""
-        return [self.prediction(row, top_k) for row in self.infer(batch)]
+        out = self.answer(batch)
+        return [self.prediction(row, top_k, again) for row, again in zip(out.logits, out.rechecked, strict=True)]
 
     def predict(self, sources, top_k=3) -> list[Prediction]:
         """Predictions for several images in one batch; a bad image raises ImageError."""
         return self.predict_batch(np.stack([self.preprocess(s) for s in sources]), top_k)
 
-    def prediction(self, logits: np.ndarray, top_k: int) -> Prediction:
-        """Top labels and softmax scores of one row of logits; OutputError when a logit is NaN or infinite."""
+    def prediction(self, logits: np.ndarray, top_k: int, rechecked: bool = False) -> Prediction:
+        """Top labels and softmax scores of one row of logits (``rechecked``: a cascade's exact file gave
+        it); OutputError when a logit is NaN or infinite."""
+        file = self.exact_file if rechecked and self.exact_file else self.file
         if not np.isfinite(logits).all():
-            raise OutputError(f"{self.file}: model answered non-finite logits (NaN or infinity) for this input")
+            raise OutputError(f"{file}: model answered non-finite logits (NaN or infinity) for this input")
         z = logits.astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()
         order = np.argsort(-p, kind="stable")[:max(1, top_k)]
         top = [{"label": self.info.classes[i], "score": float(p[i])} for i in order]
-        return Prediction(top[0]["label"], top[0]["score"], top, [float(v) for v in logits])
+        return Prediction(top[0]["label"], top[0]["score"], top, [float(v) for v in logits], Path(file).name,
+                          bool(rechecked))
+
+
+def cascade_runner(fast, exact, margin: float) -> CascadeRunner:
+    """One runner over a cascade's two loaded files, the exact one answering rows under ``margin``."""
+    backends = " + ".join(dict.fromkeys((fast.backend, exact.backend)))
+    providers = " + ".join(dict.fromkeys((fast.provider, exact.provider)))
+    return CascadeRunner(backends, providers, fast.threads, fast.outputs, fast.metadata, fast.input_shape,
+                         fast=fast, exact=exact, margin=margin)

@@ -2,8 +2,10 @@
 
 A and B are each a bundle (its chosen artifact), a model file (.onnx, .tflite) or a Keras model
 (.keras, run with the installed Keras). Both see the same images through their own preprocessing.
-Prints max/mean logit difference, top-1 agreement, accuracy when the folder is labelled
-(class/image), then every image whose top-1 differs. Exit status 1 when a tolerance is exceeded.
+Prints max/mean logit difference, top-1 agreement with its 95% interval, accuracy when the folder
+is labelled (class/image), then every image whose top-1 differs. Exit status 1 when a tolerance is
+exceeded: by default the lower bound of B's agreement must clear the threshold of B's precision (as
+in conversion), on every image of the folder.
 """
 
 import argparse
@@ -24,6 +26,7 @@ from runtime.cli import (
     share,
 )
 from runtime.errors import ModelError, RuntimeToolkitError
+from runtime.parity import THRESHOLDS, images_needed
 
 
 def parser():
@@ -31,11 +34,13 @@ def parser():
     p.add_argument("a", help="reference: bundle folder, model file or .keras")
     p.add_argument("b", help="compared: bundle folder, model file or .keras")
     p.add_argument("--images", required=True, help="folder of images (labelled class/image gives accuracy)")
-    p.add_argument("--limit", type=positive_int, default=100, help="images used, spread over the folder (default 100)")
+    p.add_argument("--limit", type=positive_int, help="images used, spread over the folder (default: all)")
     add_model_args(p, argparse.SUPPRESS)
     p.add_argument("--max-diff", type=float, help="fail when the max |logit difference| is above this")
-    p.add_argument("--min-agreement", type=share, default=1.0,
-                   help="fail when the top-1 agreement is below this fraction (default 1.0: every image)")
+    p.add_argument("--min-agreement", type=share,
+                   help="fail when the measured top-1 agreement is below this fraction (default: the 95%% lower "
+                        "bound must clear the threshold of B's precision: " + ", ".join(
+                            f"{k} {t.min_top1_agreement:.0%}%" for k, t in THRESHOLDS.items()) + ")")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
 
@@ -85,7 +90,8 @@ def run(args) -> int:
     if not Path(args.images).is_dir():
         raise ModelError(f"--images {args.images}: no such folder")
     a, b = load_pair(args)
-    items = spread(labelled_images(args.images, a.info.classes), args.limit)
+    found = labelled_images(args.images, a.info.classes)
+    items = spread(found, args.limit or len(found))
     if not items:
         raise ModelError(f"--images {args.images}: the folder holds no images")
     xa, xb, kept, skipped = inputs(a, b, items)
@@ -94,19 +100,26 @@ def run(args) -> int:
     p = compare(ref, out, labels)
     worse = [f"max |diff| {p.max_abs_logit_diff:.3g} > {args.max_diff}"] if (
         args.max_diff is not None and p.max_abs_logit_diff > args.max_diff) else []
-    if p.top1_agreement < args.min_agreement:
+    if args.min_agreement is not None and p.top1_agreement < args.min_agreement:
         worse.append(f"top-1 agreement {p.top1_agreement:.1%} < {args.min_agreement:.1%}")
+    if args.min_agreement is None and p.interval[0] < (need := THRESHOLDS[b.precision].min_top1_agreement):
+        worse.append(f"top-1 agreement {p.agreement_text()}: the 95% lower bound is under {b.precision}'s "
+                     f"{need:.0%}" + (f" ({images_needed(need)} images are needed to show it)"
+                                      if p.images < images_needed(need) else ""))
     differ = [{"image": f, "a": a.info.classes[int(x.argmax())], "b": a.info.classes[int(y.argmax())],
                "max_abs_diff": float(np.abs(x - y).max())}
               for f, x, y in zip(files, ref, out, strict=True) if x.argmax() != y.argmax()]
     if args.json:
-        print(json.dumps({"a": a.file, "b": b.file, **asdict(p), "disagreements": differ, "failed": worse}))
+        low, high = p.interval
+        print(json.dumps({"a": a.name, "b": b.name, "b_precision": b.precision, **asdict(p),
+                          "agreement_interval": [low, high], "disagreements": differ, "failed": worse}))
     else:
-        print(f"A: {a.file} ({a.runner.backend})\nB: {b.file} ({b.runner.backend})")
+        print(f"A: {a.name} ({a.runner.backend})\nB: {b.name} ({b.runner.backend}, {b.precision})")
         print(f"{p.images} images from {args.images}" + (f", {skipped} unreadable skipped" if skipped else ""))
-        print("\n| max abs diff | mean abs diff | top-1 agreement | top-5 overlap | accuracy A | accuracy B |\n"
+        print("\n| max abs diff | mean abs diff | top-1 agreement [95%] of n | top-5 overlap | accuracy A "
+              "| accuracy B |\n"
               f"|---|---|---|---|---|---|\n| {p.max_abs_logit_diff:.3g} | {p.mean_abs_logit_diff:.3g} | "
-              f"{p.top1_agreement:.1%} | {p.top5_overlap:.1%} | {_acc(p.accuracy_ref)} | {_acc(p.accuracy)} |")
+              f"{p.agreement_text()} | {p.top5_overlap:.1%} | {_acc(p.accuracy_ref)} | {_acc(p.accuracy)} |")
         for d in differ:
             print(f"differs: {d['image']}: A {d['a']}, B {d['b']} (max |diff| {d['max_abs_diff']:.3g})")
         print("\n" + ("; ".join(worse) if worse else "within tolerances"))

@@ -3,7 +3,9 @@
   install --format F --target DIR [--arch A --python X.Y --glibc 2.N]
       a slim folder (runtime + numpy + Pillow + the backend, pruned) to put on sys.path
   lambda --model BUNDLE --format F [--precision P] --out function.zip [--arch A --python X.Y]
-      that folder + the handler + one verified artifact, zipped for an AWS Lambda upload;
+      that folder + the handler + the bundle's cascade over F's files (int8 answers, the smallest float
+      file that agreed on every parity image re-checks near-ties) or, with --precision, one verified
+      artifact, zipped for an AWS Lambda upload;
       handler ``lambda_function.lambda_handler``, runtime ``pythonX.Y`` (default 3.12: Amazon Linux 2023;
       python3.11 runs on Amazon Linux 2, whose glibc 2.26 the pinned wheels do not support)
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtime.bundle import FILE as MANIFEST
-from runtime.bundle import Manifest, artifact_path
+from runtime.bundle import Cascade, Manifest, artifact_path
 from runtime.choice import choose
 from runtime.cli import command_parser
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
@@ -85,14 +87,35 @@ def slim(fmt: str, dest: Path, target: Target, shown: str | None = None) -> Inst
     return replace(installed, bytes=folder_bytes(dest))
 
 
+def lambda_cascade(manifest: Manifest, fmt: str) -> Cascade | None:
+    """The bundle's cascade over ``fmt``'s int8 file, its float half swapped for the smallest ``fmt`` file
+    that agreed with the source model on every parity image (where size matters, TFLite's fp16 file); None
+    where there is no such pair."""
+    fast = next((c for c in manifest.published_cascades() if manifest.entry(c.fast).format == fmt), None)
+    exact = [a for a in manifest.verified() if a.format == fmt and a.precision != "int8"
+             and a.parity.top1_agreement == 1.0 and (fast is None or a.parity.images >= fast.parity.images)]
+    if fast is None or not exact:
+        return None
+    smallest = min(exact, key=lambda a: a.bytes)
+    return replace(fast, exact=smallest.file, latency_ms=None, measured_on=None)
+
+
 def copy_model(bundle: Path, fmt: str, precision: str | None, dest: Path) -> str:
-    """One verified artifact of ``bundle`` (hash checked) and a manifest listing only it, into ``dest``."""
+    """The bundle's cascade over ``fmt`` files when no precision is given and it has one (both files), else
+    one verified artifact, hash checked, with a manifest listing only what was copied, into ``dest``."""
     manifest = Manifest.read(bundle)
-    entry = choose(manifest, fmt, precision).entry
+    pair = lambda_cascade(manifest, fmt) if precision is None else None
+    entries = ([manifest.entry(pair.fast), manifest.entry(pair.exact)] if pair
+               else [choose(manifest, fmt, precision).entry])
     dest.mkdir()
-    shutil.copyfile(artifact_path(bundle, entry), dest / entry.file)
-    replace(manifest, artifacts=(entry,)).write(dest)
-    return entry.file
+    for entry in entries:
+        shutil.copyfile(artifact_path(bundle, entry), dest / entry.file)
+    replace(manifest, artifacts=tuple(entries), cascades=(pair,) if pair else ()).write(dest)
+    if pair:
+        return (f"cascade {pair.name} (gate {pair.margin:.2f}: the {manifest.entry(pair.exact).precision} file "
+                f"re-checks {pair.recheck_rate:.0%} of answers; plain int8 agreed on "
+                f"{manifest.entry(pair.fast).parity.top1_agreement:.1%})")
+    return entries[0].file
 
 
 def zip_folder(folder: Path, out: Path):
@@ -146,7 +169,8 @@ def parser():
     sub.choices["install"].add_argument("--target", type=Path, required=True, help="a new folder to fill")
     lam = sub.choices["lambda"]
     lam.add_argument("--model", type=Path, required=True, help="a converted bundle folder")
-    lam.add_argument("--precision", choices=PRECISIONS, help="artifact precision (default: the runtime's choice)")
+    lam.add_argument("--precision", choices=PRECISIONS,
+                     help="one artifact of this precision (default: the bundle's cascade, else the runtime's choice)")
     lam.add_argument("--out", type=Path, default=Path("function.zip"), help="the zip to write (default function.zip)")
     return p
 

@@ -1,5 +1,7 @@
-"""Compare the logits of any two runners on the same images (convert, benchmarks, ``runtime.compare``)."""
+"""Compare the logits of any two runners on the same images (convert, benchmarks, ``runtime.compare``),
+and judge the agreement as a statistic: a 95% Wilson interval, whose lower bound must clear a threshold."""
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +28,78 @@ class Parity:
     def accuracy_drop(self) -> float | None:
         """Points of accuracy lost against the reference (negative: gained)."""
         return None if self.accuracy is None else round(100 * (self.accuracy_ref - self.accuracy), 9)
+
+    @property
+    def agreeing(self) -> int:
+        """Images whose top-1 class is the reference's."""
+        return round(self.top1_agreement * self.images)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% Wilson interval of the top-1 agreement."""
+        return wilson(self.agreeing, self.images)
+
+    def agreement_text(self) -> str:
+        """``99.4% [98.0-99.9%] of 341``: the agreement, its 95% interval and the number of images."""
+        low, high = self.interval
+        return f"{self.top1_agreement:.1%} [{low:.1%}-{high:.1%}] of {self.images}"
+
+
+Z95 = 1.959964
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``k`` successes in ``n`` trials (95% by default); (0, 1) for n = 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p, z2 = k / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def images_needed(threshold: float) -> int:
+    """The fewest images on which a perfect agreement's lower bound clears ``threshold``."""
+    return math.ceil(Z95 * Z95 * threshold / (1 - threshold)) if threshold < 1 else 10 ** 9
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """What a precision must achieve against the original model: the lower bound of the 95% interval of
+    its top-1 agreement, and optionally an accuracy drop and a logit difference."""
+
+    min_top1_agreement: float
+    max_accuracy_drop: float | None = None  # in points, when labels are known
+    max_rel_diff: float | None = None  # max |diff| / logit range
+
+
+# fp32 must compute the same function (the logit difference); its agreement bound needs >= 189 images.
+# int8: with 95% confidence at most 8% of answers change; the cascade (a float file re-checking the int8
+# file's near-ties) is what answers like the source model, at fp32's bound.
+THRESHOLDS = {
+    "fp32": Threshold(0.98, max_rel_diff=1e-4),
+    "fp16": Threshold(0.97, max_accuracy_drop=1.0),
+    "int8": Threshold(0.92, max_accuracy_drop=1.0),
+    "cascade": Threshold(0.98, max_accuracy_drop=0.5),
+}
+
+
+def judge(p: Parity, precision: str) -> Parity:
+    """Set ``passed`` and ``failures`` (every check that fails) from the precision's thresholds."""
+    t = THRESHOLDS[precision]
+    low = p.interval[0]
+    checks = [(low >= t.min_top1_agreement,
+               f"top-1 agreement {p.agreement_text()}: its 95% lower bound is under {t.min_top1_agreement:.0%}"
+               + (f" (no score on {p.images} images can show it: {images_needed(t.min_top1_agreement)} needed)"
+                  if p.images < images_needed(t.min_top1_agreement) else ""))]
+    if t.max_rel_diff is not None:
+        checks.append((p.rel_logit_diff <= t.max_rel_diff,
+                       f"max logit diff {p.rel_logit_diff:.2e} of the logit range > {t.max_rel_diff:.0e}"))
+    if t.max_accuracy_drop is not None and p.accuracy_drop is not None:
+        checks.append((p.accuracy_drop <= t.max_accuracy_drop,
+                       f"accuracy drop {p.accuracy_drop:.1f} points > {t.max_accuracy_drop:g}"))
+    p.failures = [msg for ok, msg in checks if not ok]
+    p.passed = not p.failures
+    return p
 
 
 class OutputMismatch(ModelError):

@@ -98,22 +98,24 @@ def read(item: str, settings):
     return fetch(item, settings.fetch)
 
 
-def show(item: str, result, as_json: bool, model: str):
+def show(item: str, result, as_json: bool):
     """Print one answer (a Prediction or an error message); JSON names the model file that answered."""
     if isinstance(result, str):
         print(json.dumps({"input": item, "error": result}) if as_json else f"{item}: error: {result}",
               flush=True)
     elif as_json:
-        print(json.dumps({"input": item, **asdict(result), "model": model}, allow_nan=False), flush=True)
+        print(json.dumps({"input": item, **asdict(result)}, allow_nan=False), flush=True)
     else:
         others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result.top[1:])
-        print(f"{item}: {result.label} ({result.score:.3f})" + (f"  [{others}]" if others else ""), flush=True)
+        again = f"  (near-tie, re-checked by {result.model})" if result.rechecked else ""
+        print(f"{item}: {result.label} ({result.score:.3f})" + (f"  [{others}]" if others else "") + again,
+              flush=True)
 
 
-def predicted(clf, row, top_k: int):
+def predicted(clf, row, top_k: int, rechecked: bool):
     """The Prediction of one row of logits, or the error message (non-finite logits)."""
     try:
-        return clf.prediction(row, top_k)
+        return clf.prediction(row, top_k, rechecked)
     except RuntimeToolkitError as e:
         return str(e)
 
@@ -131,15 +133,15 @@ def main(argv=None) -> int:
                               model_overrides(args), settings.limits, args.profile)
     except RuntimeToolkitError as e:
         return error(str(e))
-    print(f"model: {clf.file} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads); "
+    print(f"model: {clf.name} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads); "
           f"chosen: {clf.reason}", file=sys.stderr)
     if args.device == "gpu" and clf.runner.provider == "CPUExecutionProvider":
         print("warning: asked for the GPU but onnxruntime fell back to the CPU", file=sys.stderr)
     tally, pending = Tally(), []
-    classes, model = clf.info.classes, Path(clf.file).name
+    classes = clf.info.classes
 
     def answer(item, result):
-        show(item, result, args.json, model)
+        show(item, result, args.json)
         tally.add(item, None if isinstance(result, str) else result.label, classes)
         done = tally.answered + tally.failed
         if done % PROGRESS_EVERY == 0:
@@ -148,13 +150,13 @@ def main(argv=None) -> int:
     def flush():
         if pending:
             try:
-                rows = clf.infer(np.stack([x for _, x in pending]))
+                out = clf.answer(np.stack([x for _, x in pending]))
             except RuntimeToolkitError as e:  # the model failed the whole batch: each input says so
                 for item, _ in pending:
                     answer(item, str(e))
             else:
-                for (item, _), row in zip(pending, rows, strict=True):
-                    answer(item, predicted(clf, row, args.top_k))
+                for (item, _), row, again in zip(pending, out.logits, out.rechecked, strict=True):
+                    answer(item, predicted(clf, row, args.top_k, again))
             pending.clear()
 
     for item in expand(args.inputs):

@@ -52,6 +52,7 @@ class PredictResponse(BaseModel):
     top: list[TopEntry]
     logits: list[float]
     model: str
+    rechecked: bool
 
 
 class Health(BaseModel):
@@ -61,6 +62,7 @@ class Health(BaseModel):
     backend: str
     provider: str
     classes: list[str]
+    cascade: dict | None = None
 
 
 IMAGE_BODY = {"requestBody": {"required": True, "content": {
@@ -117,9 +119,11 @@ def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, po
         return body
 
     async def logits(request: Request, image: bytes):
-        """Decode in a sandboxed child, then infer on the model thread: one row of logits."""
+        """Decode in a sandboxed child, then infer on the model thread: one row of logits, and whether a
+        cascade's exact file answered it."""
         x = await stages.run(request, stages.decode, stages.sandbox.preprocess, image, clf.info.spec, clf.limits)
-        return (await stages.run(request, stages.model, clf.infer, x[None]))[0]
+        out = await stages.run(request, stages.model, clf.answer, x[None])
+        return out.logits[0], bool(out.rechecked[0])
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
@@ -127,16 +131,17 @@ def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, po
 
     @app.get("/health", response_model=Health)
     async def health():
+        cascade = None if clf.exact_file is None else {
+            "fast": Path(clf.file).name, "exact": Path(clf.exact_file).name, "margin": clf.runner.margin}
         return Health(status="ok", model=clf.file, chosen=clf.reason, backend=clf.runner.backend,
-                      provider=clf.runner.provider, classes=clf.info.classes)
+                      provider=clf.runner.provider, classes=clf.info.classes, cascade=cascade)
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
     async def predict(request: Request, top_k: int = 3):
         body = await read_body(request, limits.max_body)
         with stages.inflight.hold():
-            row = await logits(request, await image_of(request, body))
-        pred = clf.prediction(row, max(1, min(top_k, len(clf.info.classes))))
-        return PredictResponse(**asdict(pred), model=Path(clf.file).name)
+            row, again = await logits(request, await image_of(request, body))
+        return PredictResponse(**asdict(clf.prediction(row, max(1, min(top_k, len(clf.info.classes))), again)))
 
     @app.post(LAMBDA_PATH, responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY["requestBody"] | {
         "content": {"application/json": IMAGE_BODY["requestBody"]["content"]["application/json"]}}})
@@ -144,8 +149,8 @@ def create_app(clf: Classifier, limits: ServerLimits = DEFAULT_SERVER_LIMITS, po
         body = await read_body(request, limits.max_body)
         with stages.inflight.hold():
             payload = await stages.run(request, stages.decode, parse_json, body)
-            row = await logits(request, await stages.image(request, payload, policy))
-        return class_logits(clf.info.classes, clf.prediction(row, 1))
+            row, again = await logits(request, await stages.image(request, payload, policy))
+        return class_logits(clf.info.classes, clf.prediction(row, 1, again))
 
     return AccessLog(app)
 
@@ -203,8 +208,8 @@ def main(argv=None) -> int:
     r = clf.runner
     connections = ConnectionLimits(args.header_timeout, args.body_timeout,
                                    max(8, min(args.max_connections, open_files_allowed() - 64)))
-    log.info("model %s (%s %s, %s on %s, %d threads), %d classes", clf.file, r.metadata.get("format", "?"),
-             r.metadata.get("precision", "?"), r.backend, r.provider, r.threads, len(clf.info.classes))
+    log.info("model %s (%s %s, %s on %s, %d threads), %d classes", clf.name, r.metadata.get("format", "?"),
+             clf.precision, r.backend, r.provider, r.threads, len(clf.info.classes))
     log.info("chosen: %s", clf.reason)
     log.info("serving on http://%s:%d (docs at /docs, health at /health)", args.host, args.port)
     limits = ServerLimits(max_inflight=args.max_inflight, queue_timeout=args.queue_timeout,

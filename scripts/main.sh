@@ -12,18 +12,20 @@ if [ ! -d "$DATA/train" ]; then
     || { echo "error: no dataset at ../shared/datasets or $DATA, and cloning it failed" >&2; exit 1; }
 fi
 if "$PY" -c "from train.imagenet import resolve; resolve('imagenet')" 2>/dev/null; then
-  echo "== 1/4 train the course's 150 px model (ImageNet Xception base, frozen; cached features) on $DATA"
+  echo "== 1/5 train the course's 150 px model (ImageNet Xception base, frozen; cached features) on $DATA"
   "$PY" -m train --profile small --epochs 30 --data "$DATA" --out "$BUNDLE"
 else
-  echo "== 1/4 no ImageNet base here (offline, never fetched): training the quick profile from scratch instead"
+  echo "== 1/5 no ImageNet base here (offline, never fetched): training the quick profile from scratch instead"
   "$PY" -m train --profile quick --data "$DATA" --out "$BUNDLE"
 fi
-echo "== 2/4 convert to TFLite and ONNX, fp32/fp16/int8, each checked against Keras"
+echo "== 2/5 convert to TFLite and ONNX, fp32/fp16/int8, each checked against Keras on all validation images; fit the cascades"
 rc=0; "$PY" -m convert "$BUNDLE" --calibration "$DATA/train" --parity "$DATA/validation" || rc=$?
 [ "$rc" -le 1 ] || exit "$rc"   # 1: some artifact failed parity and was not published; the rest go on
-echo "== 3/4 predict one test image with the runtime (no TensorFlow)"
+echo "== 3/5 predict one test image with the runtime (no TensorFlow; the cascade by default)"
 IMAGE=$(find "$DATA/test" -name '*.jpg' | sort | head -n 1)
 "$PY" -m runtime.predict "$IMAGE" --model "$BUNDLE" --top-k 3
-echo "== 4/4 benchmark every format against Keras on 100 test images"
+echo "== 4/5 benchmark every format and cascade against Keras on 100 test images"
 "$PY" -m benchmarks "$BUNDLE" --images "$DATA/test" --limit 100 --runs 20 --out runs/benchmarks
-echo "done: bundle in $BUNDLE, report in runs/benchmarks/default/report.md"
+echo "== 5/5 the cascades on every test image: agreement with fp32, re-check rate, latency against fp32"
+"$PY" -m benchmarks.cascade "$BUNDLE" --images "$DATA/test" --out runs/cascade
+echo "done: bundle in $BUNDLE, reports in runs/benchmarks/default/report.md and runs/cascade/default/report.md"

@@ -33,7 +33,11 @@ def test_every_column_is_filled_or_explained(report):
     _, out, stdout = report
     data = json.loads((out / "report.json").read_text())
     rows = {r["name"]: r for r in data["rows"]}
-    assert list(rows)[:2] == ["keras predict", "keras compiled"] and len(rows) == 8
+    assert list(rows)[:2] == ["keras predict", "keras compiled"] and len(rows) == 10
+    for fmt in ("onnx", "tflite"):
+        cascade = rows[f"cascade {fmt}"]
+        assert cascade["about"].startswith(f"model.int8.{fmt} > model.fp32.")
+        assert 0 <= cascade["recheck_rate"] <= 1 and cascade["mean_ms"] > 0
     for name, r in rows.items():
         if name == "tflite fp16":
             assert r["status"] == "unavailable" and "not in the bundle" in r["reason"]
@@ -54,7 +58,7 @@ def test_every_column_is_filled_or_explained(report):
     assert any(g.startswith("onnx int8 batch 1") for g in data["goals"])
     table = stdout.strip().split("\n\n")[0].splitlines()
     assert table[0].split() == ["target", "status", "MB", "agree", "acc", "p50", "ms", "x", "keras"]
-    assert max(map(len, table)) <= 80 and len(table) == 9
+    assert max(map(len, table)) <= 80 and len(table) == 11
     assert table[1].split()[:2] == ["keras", "predict"] and table[1].split()[-1] == "1.0x"
     assert "tflite fp16 unavailable" in " ".join(stdout.split())
     assert "tflite fp16: model.fp16.tflite is not in the bundle" in stdout
@@ -105,7 +109,8 @@ def test_a_file_the_manifest_does_not_list_or_a_changed_one_is_not_measured(conv
     bundle = tmp_path / "b"
     clone(converted, bundle, own=("model.fp32.onnx",))
     m = Manifest.read(bundle)
-    dataclasses.replace(m, artifacts=tuple(a for a in m.artifacts if a.file != "model.int8.onnx")).write(bundle)
+    dataclasses.replace(m, artifacts=tuple(a for a in m.artifacts if a.file != "model.int8.onnx"),
+                        cascades=tuple(c for c in m.cascades if c.fast != "model.int8.onnx")).write(bundle)
     with open(bundle / "model.fp32.onnx", "ab") as f:
         f.write(b"\0")
     rows = {t.name: t for t in targets(bundle)}

@@ -115,6 +115,11 @@ def test_preprocessing_modes_match_keras_applications(tiny_data):
 def test_compare_two_exports_and_fail_beyond_a_tolerance(converted, tiny_data):
     res = run_module("runtime.compare", converted / "model.keras", converted / "model.fp32.onnx",
                      "--images", tiny_data / "test", "--max-diff", "1e-3", "--json")
+    assert res.returncode == 1  # 18 of 18 agreeing: a lower bound of 82.4%, not enough to show fp32's 98%
+    assert json.loads(res.stdout)["failed"] == ["top-1 agreement 100.0% [82.4%-100.0%] of 18: the 95% lower bound is "
+                                                "under fp32's 98% (189 images are needed to show it)"]
+    res = run_module("runtime.compare", converted / "model.keras", converted / "model.fp32.onnx",
+                     "--images", tiny_data / "test", "--max-diff", "1e-3", "--json", "--min-agreement", "1")
     assert res.returncode == 0, res.stderr
     same = json.loads(res.stdout)
     assert same["images"] == 18 and same["top1_agreement"] == 1.0 and same["max_abs_logit_diff"] < 1e-3
@@ -157,7 +162,9 @@ def test_benchmark_and_runtime_bench_bad_paths_are_one_line(converted, tiny_data
              (["benchmarks.runtime_bench", tmp_path / "nope", "--image", tmp_path / "note.jpg"],
               f"no bundle folder at {tmp_path / 'nope'}"),
              (["benchmarks.runtime_bench", converted, "--image", tmp_path / "note.jpg"], "not an image"),
-             (["benchmarks.runtime_bench", converted, "--image", tmp_path / "nope.jpg"], "No such file")]
+             (["benchmarks.runtime_bench", converted, "--image", tmp_path / "nope.jpg"], "No such file"),
+             (["benchmarks.cascade", converted, "--images", nope], f"--images {nope}: no such folder"),
+             (["benchmarks.cascade", nope, "--images", tiny_data], "manifest.json")]
     for args, text in cases:
         res = run_module(*args)
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
@@ -187,6 +194,7 @@ def _parsers():
     """Every command line of the project, by name."""
     from benchmarks import __main__ as bench
     from benchmarks import (
+        cascade,
         device_profile,
         fuzz_http,
         fuzz_images,
@@ -206,7 +214,8 @@ def _parsers():
              "benchmarks.fuzz_images": fuzz_images.parser(), "benchmarks.serverload": serverload.parser(),
              "benchmarks.fuzz_http": fuzz_http.parser(), "benchmarks.hostile": hostile.parser(),
              "benchmarks.int8_methods": int8_methods.parser(), "benchmarks.lambda_zip": lambda_zip.parser(),
-             "benchmarks.shared_cores": shared_cores.parser(), "benchmarks.device_profile": device_profile.parser()}
+             "benchmarks.shared_cores": shared_cores.parser(), "benchmarks.device_profile": device_profile.parser(),
+             "benchmarks.cascade": cascade.parser()}
     subs = next(a for a in package.parser()._actions if isinstance(a, argparse._SubParsersAction))
     found |= {"runtime.package": package.parser()} | {f"runtime.package {n}": p for n, p in subs.choices.items()}
     return found | {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}

@@ -1,11 +1,13 @@
 """The Lambda zip: built from the registry's wheels, unpacked, and called from a clean interpreter."""
 
+import json
 import sys
 import zipfile
 
 import pytest
 
 from benchmarks.lambda_zip import invoke, serving
+from runtime.bundle import FILE, Manifest
 from runtime.classifier import Classifier
 from runtime.package import build_lambda, main
 from runtime.wheels import Target
@@ -31,6 +33,27 @@ def test_the_unpacked_zip_answers_the_course_event_like_the_runtime(converted, t
     assert not any("-packages" in p for p in call.sys_path)
     assert not NOT_IMPORTED & set(call.modules)
     assert package.artifact == f"model.fp32.{'onnx' if fmt == 'onnx' else 'tflite'}"
+
+
+def test_the_zip_carries_the_cascade_and_its_handler_runs_it(converted, tiny_data, tmp_path):
+    package = build_lambda(converted, "tflite", None, Target.here(), tmp_path / "function.zip")
+    folder = tmp_path / "unpacked"
+    with zipfile.ZipFile(package.path) as z:
+        z.extractall(folder)
+    m = Manifest.read(folder / "model")
+    (pair,) = m.cascades
+    assert pair.fast == "model.int8.tflite" and m.entry(pair.exact).format == "tflite"
+    assert m.entry(pair.exact).parity.top1_agreement == 1.0 and len(m.artifacts) == 2
+    assert package.artifact.startswith(f"cascade model.int8.tflite > {pair.exact} (gate ")
+    data = json.loads((folder / "model" / FILE).read_text())
+    data["cascades"][0]["margin"] = 1000.0  # every answer re-checked: the float half must answer
+    (folder / "model" / FILE).write_text(json.dumps(data))
+    image = next((tiny_data / "test/red").iterdir())
+    with serving(image) as url:
+        call = invoke(folder, {"url": url}, {"RUNTIME_ALLOW_PRIVATE_URLS": "1", "RUNTIME_MODEL": ""})
+    exact = Classifier.load(converted, "tflite", m.entry(pair.exact).precision)
+    expected = dict(zip(exact.info.classes, exact.predict([image], top_k=1)[0].logits, strict=True))
+    assert call.answer == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_bad_bundle_or_an_unknown_artifact_leaves_no_zip(converted, tmp_path, capsys):

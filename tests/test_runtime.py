@@ -41,12 +41,18 @@ def http_root(tmp_path):
     server.shutdown()
 
 
-def test_bundle_loads_the_fastest_verified_artifact(converted):
-    from runtime.bundle import Manifest
+def test_bundle_loads_the_fastest_verified_artifact_or_cascade(converted):
+    from dataclasses import replace
 
+    from runtime.bundle import Manifest
+    from runtime.choice import choose
+
+    m = Manifest.read(converted)
     clf = Classifier.load(converted)
-    arts = Manifest.read(converted).verified()
-    assert clf.file.endswith(min(arts, key=lambda a: a.latency_ms).file)
+    best = min(m.published_cascades(), key=lambda c: c.latency_ms)
+    assert (clf.file.split("/")[-1], clf.exact_file.split("/")[-1]) == (best.fast, best.exact)
+    arts = m.verified()
+    assert choose(replace(m, cascades=())).entry == min(arts, key=lambda a: a.latency_ms)
 
 
 def test_tflite_batches_of_any_size_match_single_images(converted, tiny_data):

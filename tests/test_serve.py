@@ -13,6 +13,7 @@ import pytest
 
 from runtime.images import list_images
 from tests.conftest import ROOT
+from tests.test_bundle import edited
 
 LIMIT = 6 * 1024 * 1024
 
@@ -69,7 +70,7 @@ def test_server_logs_its_model_and_each_request_and_answers_every_error_alike(co
     assert all(set(r.json()) == {"error"} and r.json()["error"] for r in answers)
     assert answers[2].json()["error"].startswith("query.top_k:")
     log = stop(proc)
-    assert f"model {converted}/model." in log and "1 threads" in log and "3 classes" in log
+    assert f"model cascade {converted}/model.int8." in log and "1 threads" in log and "3 classes" in log
     assert f"serving on {base} (docs at /docs" in log
     for line in ("GET /docs 200", "GET /nope 404", "GET /predict 405", "POST /predict 422"):
         assert line in log, log
@@ -130,7 +131,21 @@ def test_openapi_schema_describes_the_api(server):
     assert {"image/jpeg", "multipart/form-data", "application/json"} <= set(predict["requestBody"]["content"])
     assert {"200", "400", "413", "500", "503"} <= set(predict["responses"])
     answer = schema["components"]["schemas"]["PredictResponse"]["required"]
-    assert set(answer) == {"label", "score", "top", "logits", "model"}
+    assert set(answer) == {"label", "score", "top", "logits", "model", "rechecked"}
+
+
+def test_the_server_answers_through_the_cascade_and_says_so(converted, tiny_data, tmp_path):
+    bundle = edited(converted, tmp_path, lambda d: [c.__setitem__("margin", 1000.0) for c in d["cascades"]])
+    image = list_images(tiny_data / "test")[0].read_bytes()
+    proc, base = start_server(bundle)
+    try:
+        health = httpx.get(f"{base}/health").json()
+        answer = httpx.post(f"{base}/predict", content=image, headers={"Content-Type": "image/jpeg"}).json()
+    finally:
+        log = stop(proc)
+    assert health["chosen"].startswith("cascade: ") and health["cascade"]["margin"] == 1000.0
+    assert answer["model"] == health["cascade"]["exact"] and answer["rechecked"] is True
+    assert "chosen: cascade: " in log
 
 
 def test_over_capacity_is_503_at_once_with_retry_after(converted, tiny_data):

@@ -69,10 +69,10 @@ def test_evaluate_command_writes_per_class_accuracy_and_confusion(trained, tiny_
     line = json.loads(res.stdout.strip().splitlines()[-1])
     ev = json.loads((tmp_path / "evaluation.json").read_text())
     m = np.array(ev["confusion"])
-    assert m.shape == (3, 3) and m.sum() == line["images"] == 30 and (m.sum(1) == 10).all()
+    assert m.shape == (3, 3) and m.sum() == line["images"] == 210 and (m.sum(1) == 70).all()
     assert line["accuracy"] == pytest.approx(np.trace(m) / m.sum())
     assert line["accuracy"] == pytest.approx(record["best"]["val_accuracy"], abs=1e-6)
-    assert ev["per_class"] == {c: pytest.approx(m[i, i] / 10) for i, c in enumerate(ev["classes"])}
+    assert ev["per_class"] == {c: pytest.approx(m[i, i] / 70) for i, c in enumerate(ev["classes"])}
     assert "| true \\ predicted | blue | green | red |" in (tmp_path / "evaluation.md").read_text()
     assert "| true \\ predicted |" in res.stdout
     with Image.open(tmp_path / "confusion.png") as png:

@@ -1,0 +1,274 @@
+"""``python -m benchmarks.cascade BUNDLE --images DIR``: is the cascade as faithful as fp32 and faster?
+
+For each published cascade of the bundle: its answers on every image against the fp32 export and
+Keras (agreement with a 95% interval, accuracy), its re-check rate, and its batch-1 latency timed
+alternately with every fp32 export and the plain int8 file, each call on the next image. With --e2e,
+also ``runtime.predict DIR`` as the user runs it (the default choice) against the same command pinned
+to fp32 ONNX, timed alternately. Writes report.md and report.json; prints the goals.
+"""
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.cli import command_parser, import_tensorflow_quietly, positive_int
+
+GOAL_AGREEMENT, GOAL_ACCURACY_POINTS, GOAL_SPEEDUP, GOAL_RECHECK = 0.997, 0.3, 2.0, 0.20
+
+
+@dataclass
+class Timed:
+    """Batch-1 milliseconds of one runner, each call on the next image, alternated with the others."""
+
+    name: str
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class CascadeResult:
+    """One cascade on the benchmark's images."""
+
+    name: str
+    default: bool
+    gate: float
+    recheck_rate: float
+    agreement_fp32: float
+    agreement_fp32_interval: tuple[float, float]
+    changed_vs_fp32: int
+    agreement_keras: float
+    accuracy: float | None
+    plain_int8_agreement_fp32: float
+    timing: Timed | None = None
+
+
+@dataclass
+class Report:
+    """Everything the benchmark measured, and the goals."""
+
+    bundle: str
+    images: int
+    images_dir: str
+    provenance: dict
+    fp32_file: str
+    keras_accuracy: float | None
+    cascades: list[CascadeResult]
+    timings: list[Timed]
+    e2e: dict = field(default_factory=dict)
+    goals: list[dict] = field(default_factory=list)
+
+
+def parser():
+    p = command_parser("python -m benchmarks.cascade", __doc__)
+    p.add_argument("bundle", type=Path, help="a converted bundle with cascades")
+    p.add_argument("--images", type=Path, required=True, help="labelled images, e.g. the dataset's test/")
+    p.add_argument("--rounds", type=positive_int, default=1,
+                   help="passes over the images for the alternated latency (default 1)")
+    p.add_argument("--e2e", action="store_true", help="also time runtime.predict (default vs fp32 ONNX), alternated")
+    p.add_argument("--out", type=Path, default=Path("runs/cascade"), help="OUT/<bundle>/ (default runs/cascade)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    return p
+
+
+def alternate(runners: dict, batch: np.ndarray, rounds: int) -> list[Timed]:
+    """Each runner called once per image in turn, all runners on one image before the next."""
+    for r in runners.values():
+        r.infer(batch[:1])
+    times = {name: [] for name in runners}
+    for i in itertools.chain.from_iterable(itertools.repeat(range(len(batch)), rounds)):
+        for name, r in runners.items():
+            t = time.perf_counter()
+            r.infer(batch[i:i + 1])
+            times[name].append(1000 * (time.perf_counter() - t))
+    return [Timed(n, float(np.mean(t)), float(np.median(t)), float(np.percentile(t, 99))) for n, t in times.items()]
+
+
+def predict_run(bundle: Path, images: Path, *flags) -> tuple[float, dict]:
+    """Seconds of ``runtime.predict IMAGES --json`` in a fresh process, and its label per input."""
+    import os
+
+    from benchmarks.rows import ROOT, child_env
+
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "runtime.predict", str(images), "--model", str(bundle), "--json",
+                          *flags], cwd=ROOT, env=child_env(os.environ), capture_output=True, text=True, check=False,
+                         timeout=3600)
+    seconds = time.perf_counter() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"runtime.predict {' '.join(flags)} failed: {res.stderr.strip().splitlines()[-1:]}")
+    answers = [json.loads(line) for line in res.stdout.splitlines()]
+    return seconds, {a["input"]: a for a in answers}
+
+
+def e2e(bundle: Path, images: Path) -> dict:
+    """The default ``runtime.predict`` against the same pinned to fp32 ONNX: two alternated runs each."""
+    from runtime.parity import wilson
+
+    runs = {"default": [], "fp32 onnx": []}
+    answers = {}
+    for _ in range(2):
+        for name, flags in (("default", ()), ("fp32 onnx", ("--format", "onnx", "--precision", "fp32"))):
+            seconds, answers[name] = predict_run(bundle, images, *flags)
+            runs[name].append(seconds)
+    default, fp32 = answers["default"], answers["fp32 onnx"]
+    same = sum(default[k]["label"] == fp32[k]["label"] for k in fp32)
+    models = sorted({a["model"] for a in default.values()})
+    return {"seconds": {k: min(v) for k, v in runs.items()}, "runs": runs, "images": len(fp32), "same": same,
+            "agreement": same / len(fp32), "interval": wilson(same, len(fp32)), "default_models": models,
+            "rechecked": sum(a.get("rechecked", False) for a in default.values()) / len(default)}
+
+
+def measure(args) -> Report:
+    """Logits of Keras, the fp32 exports, the int8 files and each cascade; the alternated timings."""
+    from benchmarks.provenance import provenance
+    from benchmarks.rows import load_cascade
+    from runtime.bundle import Manifest, load_verified
+    from runtime.choice import cascade_choice
+    from runtime.errors import ModelError
+    from runtime.formats import FORMATS
+    from runtime.images import load_images
+    from runtime.keras_runner import load_keras
+    from runtime.parity import compare
+
+    m = Manifest.read(args.bundle)
+    pairs = m.published_cascades()
+    if not pairs:
+        raise ModelError(f"{args.bundle}: no published cascade (run `python -m convert` with --calibration)")
+    images = load_images(args.images, m.spec(), m.classes, 10 ** 9)
+
+    def plain(file):
+        e = m.entry(file)
+        return load_verified(args.bundle, e, lambda f: FORMATS[e.format].load(f, None, "cpu", False))[1]
+    fp32 = {a.file: plain(a.file) for a in m.verified() if a.precision == "fp32"}
+    if not fp32:
+        raise ModelError(f"{args.bundle}: no published fp32 export to compare with")
+    keras = load_keras(args.bundle / m.source.file)
+    ref = keras.infer_batches(images.batch)
+    del keras
+    outs = {name: r.infer_batches(images.batch) for name, r in fp32.items()}
+    fp32_file = min(outs, key=lambda f: compare(ref, outs[f]).max_abs_logit_diff)
+    exact = outs[fp32_file]
+    chosen = cascade_choice(m)
+    runners, results = dict(fp32), []
+    for c in pairs:
+        runner = load_cascade(args.bundle, c, "cpu", spinning=False)  # alternated runners must not spin
+        answer = [runner.answer(images.batch[i:i + 32]) for i in range(0, len(images.batch), 32)]
+        logits, again = np.concatenate([a.logits for a in answer]), np.concatenate([a.rechecked for a in answer])
+        p, pk, pi = compare(exact, logits, images.labels), compare(ref, logits, images.labels), compare(
+            exact, runner.fast.infer_batches(images.batch))
+        name = f"cascade {c.name}"
+        results.append(CascadeResult(name, chosen is not None and chosen.cascade == c, c.margin, float(again.mean()),
+                                     p.top1_agreement, p.interval, p.images - p.agreeing, pk.top1_agreement,
+                                     pk.accuracy, pi.top1_agreement))
+        runners[name] = runner
+        runners.setdefault(f"plain {c.fast}", runner.fast)
+    timings = alternate(runners, images.batch, args.rounds)
+    for r in results:
+        r.timing = next(t for t in timings if t.name == r.name)
+    return Report(m.name, len(images.files), str(args.images), provenance(), fp32_file,
+                  compare(ref, ref, images.labels).accuracy, results, timings,
+                  e2e(args.bundle, args.images) if args.e2e else {})
+
+
+def goals(rep: Report) -> list[dict]:
+    """The issue's goals, each measured or said not to be."""
+    fastest = min((t for t in rep.timings if t.name.startswith("model.fp32")), key=lambda t: t.mean_ms)
+    out = []
+    for c in rep.cascades:
+        out.append({"goal": f"{c.name}: agreement with {rep.fp32_file} >= {GOAL_AGREEMENT:.1%}",
+                    "value": f"{c.agreement_fp32:.2%} ({c.changed_vs_fp32} of {rep.images} changed; 95% "
+                             f"{c.agreement_fp32_interval[0]:.1%}-{c.agreement_fp32_interval[1]:.1%})",
+                    "met": c.agreement_fp32 >= GOAL_AGREEMENT})
+        if rep.keras_accuracy is not None and c.accuracy is not None:
+            drop = round(100 * (rep.keras_accuracy - c.accuracy), 6)
+            out.append({"goal": f"{c.name}: accuracy within {GOAL_ACCURACY_POINTS} points of Keras",
+                        "value": f"{c.accuracy:.3f} vs {rep.keras_accuracy:.3f}",
+                        "met": abs(drop) <= GOAL_ACCURACY_POINTS})
+    default = next((c for c in rep.cascades if c.default), None)
+    if default is not None:
+        speedup = fastest.mean_ms / default.timing.mean_ms
+        out.append({"goal": f"default {default.name}: mean batch-1 latency <= 1/{GOAL_SPEEDUP:g} of the fastest "
+                            f"fp32 export ({fastest.name})",
+                    "value": f"{default.timing.mean_ms:.1f} vs {fastest.mean_ms:.1f} ms ({speedup:.2f}x)",
+                    "met": speedup >= GOAL_SPEEDUP})
+        out.append({"goal": f"default {default.name}: re-check rate <= {GOAL_RECHECK:.0%}",
+                    "value": f"{default.recheck_rate:.1%}", "met": default.recheck_rate <= GOAL_RECHECK})
+    if rep.e2e:
+        e = rep.e2e
+        speedup = e["seconds"]["fp32 onnx"] / e["seconds"]["default"]
+        out.append({"goal": f"runtime.predict default ({', '.join(e['default_models'])}) agrees with fp32 ONNX "
+                            f">= {GOAL_AGREEMENT:.1%}",
+                    "value": f"{e['agreement']:.2%} ({e['images'] - e['same']} of {e['images']} changed)",
+                    "met": e["agreement"] >= GOAL_AGREEMENT})
+        out.append({"goal": f"runtime.predict default >= {GOAL_SPEEDUP:g}x faster end to end than pinned to fp32 "
+                            "ONNX", "value": f"{e['seconds']['default']:.1f} vs {e['seconds']['fp32 onnx']:.1f} s "
+                                             f"({speedup:.2f}x; best of 2 alternated runs each)",
+                    "met": speedup >= GOAL_SPEEDUP})
+    return out
+
+
+def markdown(rep: Report) -> str:
+    """The report: provenance, one row per cascade, the alternated timings, the goals."""
+    prov = rep.provenance
+    flags = ", ".join(k for k, v in prov["flags"].items() if v)
+    lines = [f"# Cascade benchmark: {rep.bundle}", "",
+             f"- {prov['date']}; CPU {prov['cpu']} ({prov['usable_cpus']} usable cores; flags: {flags})",
+             f"- {rep.images} images from {rep.images_dir}; reference: Keras (accuracy "
+             f"{rep.keras_accuracy:.3f}) and {rep.fp32_file}", "",
+             "| cascade | default | gate | re-checked | agreement with fp32 [95%] | changed | agreement with Keras "
+             "| accuracy | plain int8 agreement | mean ms | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|---|"
+             "---|---|---|"]
+    for c in rep.cascades:
+        lo, hi = c.agreement_fp32_interval
+        lines.append(f"| {c.name} | {'yes' if c.default else ''} | {c.gate:.2f} | {c.recheck_rate:.1%} | "
+                     f"{c.agreement_fp32:.1%} [{lo:.1%}-{hi:.1%}] | {c.changed_vs_fp32} | {c.agreement_keras:.1%} | "
+                     f"{c.accuracy:.3f} | {c.plain_int8_agreement_fp32:.1%} | {c.timing.mean_ms:.1f} | "
+                     f"{c.timing.p50_ms:.1f} | {c.timing.p99_ms:.1f} |")
+    lines += ["", "Batch-1 latency, every runner called on each image in turn (alternated, one run); a cascade's "
+              "p99 is its int8 file plus a whole float run:", "", "| runner | mean ms | p50 ms | p99 ms |",
+              "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.mean_ms:.1f} | {t.p50_ms:.1f} | {t.p99_ms:.1f} |" for t in rep.timings]
+    if rep.e2e:
+        e = rep.e2e
+        lines += ["", f"`runtime.predict {rep.images_dir} --json`: default {e['seconds']['default']:.1f} s "
+                      f"(re-checked {e['rechecked']:.1%}), pinned `--format onnx --precision fp32` "
+                      f"{e['seconds']['fp32 onnx']:.1f} s (best of {len(e['runs']['default'])} alternated runs, "
+                      "process start included)"]
+    lines += ["", "## Goals", ""] + [f"- {g['goal']}: {g['value']}: **{'met' if g['met'] else 'missed'}**"
+                                      for g in rep.goals]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    import_tensorflow_quietly(args.verbose)
+    from runtime.cli import error
+    from runtime.errors import RuntimeToolkitError
+    from runtime.files import write_json
+
+    if not args.images.is_dir():
+        return error(f"--images {args.images}: no such folder")
+    try:
+        rep = measure(args)
+    except (RuntimeToolkitError, RuntimeError) as e:
+        return error(str(e))
+    rep.goals = goals(rep)
+    out = args.out / rep.bundle
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rep)
+    (out / "report.md").write_text(text)
+    write_json(out / "report.json", asdict(rep))
+    print(text)
+    print(f"report in {out}/report.md (also report.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
