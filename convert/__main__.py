@@ -7,6 +7,7 @@ from pathlib import Path
 
 from runtime.cli import command_parser, import_tensorflow_quietly, positive_int
 from runtime.formats import FORMATS, PRECISIONS
+from runtime.preprocessing import MODES
 
 
 def csv(choices):
@@ -50,6 +51,9 @@ def parser():
                         "the 95%% lower bound of its top-1 agreement clears its threshold, so fp32 needs >= 189")
     p.add_argument("--cascade-margin", type=margin, metavar="X",
                    help="set the cascades' gate by hand (a top-2 logit margin, 0-1000) instead of fitting it")
+    p.add_argument("--cascades-only", action="store_true",
+                   help="export nothing: fit the cascades of the files already published again (on the parity "
+                        "images, or with --cascade-margin)")
     p.add_argument("--int8-reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="ONNX int8 7-bit weights: auto = on when the CPU has no VNNI")
     p.add_argument("--int8-report", type=Path, nargs="?", const=Path("reports/int8"), metavar="DIR",
@@ -59,6 +63,9 @@ def parser():
                    help="calibration images the int8 report compares on (default 8)")
     p.add_argument("--classes", help="class names in output order, for a bare model file")
     p.add_argument("--size", type=positive_int, help="input size of a bare model whose input size is not fixed")
+    p.add_argument("--preprocessing", choices=sorted(MODES),
+                   help="pixel scaling a bare model was trained with: xception/tf (x/127.5-1, the default), unit "
+                        "(x/255), caffe, torch, none (raw 0-255: the model scales its own input)")
     p.add_argument("--out", type=Path, help="bundle folder to create for a bare model file "
                                              "(default artifacts/<file name>)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")

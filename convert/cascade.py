@@ -80,7 +80,7 @@ def fit(ref: np.ndarray, fast: np.ndarray, exact: np.ndarray, labels, fast_entry
     parity = judge(compare(ref, held, labels), "cascade")
     rate = float(merge(fast, exact, gate)[1].mean())
     table = []
-    for g in sorted({*GRID, round(gate, 4)}):
+    for g in sorted({*GRID, gate}):
         out, rechecked = merge(fast, exact, g)
         table.append(GatePoint(g, float(rechecked.mean()), float(np.mean(out.argmax(1) == ref.argmax(1)))))
     here = this_machine()

@@ -11,6 +11,8 @@ def tensor_runs(model, tensors: list[str], batch: np.ndarray, size=8):
     import onnx
     import onnxruntime as ort
 
+    if not tensors:  # onnxruntime refuses a run that asks for no output
+        return
     m = onnx.ModelProto()
     m.CopyFrom(model)
     del m.graph.output[:]
@@ -22,6 +24,8 @@ def tensor_runs(model, tensors: list[str], batch: np.ndarray, size=8):
 
 def tensor_means(model, tensors: list[str], batch: np.ndarray, reduce) -> list[np.ndarray]:
     """``reduce`` of each named tensor over ``batch`` (a float model run with those tensors as outputs)."""
+    if not tensors:
+        return []
     runs = list(tensor_runs(model, tensors, batch))
     return [reduce(np.concatenate([r[t] for r in runs])) for t in tensors]
 
@@ -85,6 +89,20 @@ def _attrs(node) -> dict:
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def constant_convs(model) -> list:
+    """The Conv nodes whose weights are constants of the graph (what GPTQ rounds)."""
+    weights = {i.name for i in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in weights]
+
+
+def not_applied(model, options: dict) -> dict[str, str]:
+    """The graph rewrites that ``options`` ask for and that step aside on this graph, each with why."""
+    checks = {"equalize_relu": (relu_chains, "no Conv with bias -> Relu -> depthwise Conv chain"),
+              "equalize": (depthwise_pairs, "no depthwise Conv -> pointwise Conv pair"),
+              "gptq": (constant_convs, "no Conv with constant weights")}
+    return {name: why for name, (find, why) in checks.items() if options.get(name) and not find(model)}
 
 
 def relu_chains(model) -> list:
@@ -207,7 +225,7 @@ def gptq(model, batch: np.ndarray, qmax=127, damp=0.01):
     from onnx import numpy_helper
 
     weights = {i.name: i for i in model.graph.initializer}
-    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]
+    convs = constant_convs(model)
     inputs = list(dict.fromkeys(n.input[0] for n in convs))
     hessians = {}
     for acts in tensor_runs(model, inputs, batch):

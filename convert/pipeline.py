@@ -114,7 +114,8 @@ def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, 
                            "or leave it out: --precisions fp32,fp16")
     images = (load_images(parity_dir, spec, m.classes, parity_count or 10 ** 9) if parity_dir
               else synthetic_set(spec, parity_count or NOISE_IMAGES))
-    enough_images(len(images.files), precisions, str(parity_dir or "noise"))
+    enough_images(len(images.files), [*precisions, "cascade"] if "int8" in precisions or not precisions
+                  else precisions, str(parity_dir or "noise"))
     calibration = None
     if "int8" in precisions:
         calibration = calibration_set(calibration_dir, spec, m.classes, calibration_count)

@@ -27,7 +27,7 @@ def bundle_of(args):
     out = args.out or Path("artifacts") / args.source.stem
     made = not out.exists()
     try:
-        yield make_bundle(args.source, out, classes, args.size)
+        yield make_bundle(args.source, out, classes, args.size, args.preprocessing)
     except BaseException:
         if made:
             shutil.rmtree(out, ignore_errors=True)
@@ -51,7 +51,10 @@ def parity_folder(args) -> Path | None:
 
 
 def precisions(args) -> list[str]:
-    """``--precisions``, else all of them with calibration images and the float ones without."""
+    """``--precisions``, else all of them with calibration images and the float ones without (none with
+    ``--cascades-only``)."""
+    if args.cascades_only:
+        return []
     if args.precisions:
         return args.precisions
     if args.calibration is None:
@@ -90,7 +93,7 @@ def cascade_table(pairs) -> str:
     for c in pairs:
         rows += ["", f"{c.name}: gate -> re-checked, agreement on all parity images", "| gate | re-checked | "
                  "agreement |", "|---|---|---|"]
-        rows += [f"| {r.margin:.2f}{' (chosen)' if r.margin == round(c.margin, 4) else ''} | {r.recheck_rate:.1%} | "
+        rows += [f"| {r.margin:.2f}{' (chosen)' if r.margin == c.margin else ''} | {r.recheck_rate:.1%} | "
                  f"{r.agreement:.1%} |" for r in c.tradeoff]
     return "\n".join(rows)
 
@@ -141,15 +144,18 @@ def run(args) -> int:
                               args.calibration, args.calibration_images, cascade_margin=args.cascade_margin)
         finally:
             source.close()
+        pairs = Manifest.read(bundle).cascades
     if images is None:
         print("note: parity was checked on noise images (no --parity or --calibration): "
               "it proves the same function, not the same accuracy", file=sys.stderr)
-    print("\n" + table(results))
-    pairs = Manifest.read(bundle).cascades
+    if results:
+        print("\n" + table(results))
     if pairs:
         print("\n" + cascade_table(pairs))
     failed = [a for a in results if a.error]
     for a in failed:
         print(f"error: {a.error}", file=sys.stderr)
-    print(f"\n{len(results) - len(failed)}/{len(results)} artifacts published in {bundle}")
+    published = sum(c.parity.passed for c in pairs)
+    print(f"\n{len(results) - len(failed)}/{len(results)} artifacts published in {bundle}, {published} cascade"
+          f"{'' if published == 1 else 's'}")
     return 1 if failed else 0

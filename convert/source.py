@@ -1,6 +1,7 @@
 """The source Keras model of a bundle: loading, its SavedModel export, the metadata every file carries."""
 
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,20 +78,71 @@ def open_source(bundle: Path) -> SourceModel:
     return SourceModel(model, manifest, Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle)))
 
 
-def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | None = None) -> Path:
-    """Turn a user's own ``.keras``/``.h5`` model into a bundle (model.keras + manifest)."""
+MAX_SIDE = 4096  # --size of a model whose input size is not fixed
+SCALING = ("Rescaling", "Normalization")
+
+
+def output_kind(model) -> str:
+    """``probabilities`` when the model ends in a softmax (a Softmax layer, or an activation of softmax),
+    else ``logits``."""
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    if type(last).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax":
+        return "probabilities"
+    return "logits"
+
+
+def scaling_layers(model) -> list[str]:
+    """The Rescaling/Normalization layers among the model's first layers: the model scales its own pixels."""
+    return [f"{type(layer).__name__} {layer.name!r}" for layer in model.layers[:4] if type(layer).__name__ in SCALING]
+
+
+def check_shapes(model, name: str, size: int | None) -> int:
+    """The model's square input side, from the model or ``size``; SourceError for several inputs or outputs,
+    an output that is not (batch, classes), a ``size`` that the model's own fixed input contradicts."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise SourceError(f"{name}: {len(model.inputs)} inputs and {len(model.outputs)} outputs; an image classifier "
+                          "has one of each")
+    shape, out = model.input_shape, model.output_shape
+    if len(shape) != 4 or shape[3] != 3:
+        raise SourceError(f"{name}: input {shape[1:]} is not an RGB image (height, width, 3)")
+    if len(out) != 2:
+        raise SourceError(f"{name}: output {out[1:]} is not one row of class scores (batch, classes)")
+    h, w = shape[1:3]
+    if h is not None and w is not None:
+        if size is not None and (h, w) != (size, size):
+            raise SourceError(f"the model's input is {h}x{w}; --size {size} disagrees")
+    elif size is None:
+        raise SourceError(f"{name}: input {shape[1:]} has no fixed size: give --size")
+    elif size > MAX_SIDE:
+        raise SourceError(f"--size {size}: at most {MAX_SIDE} pixels per side")
+    h, w = h or size, w or size
+    if h != w:
+        raise SourceError(f"{name}: input {h}x{w} is not square; only square inputs are supported")
+    return h
+
+
+def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | None = None,
+                mode: str | None = None) -> Path:
+    """Turn a user's own ``.keras``/``.h5`` model into a bundle (model.keras + manifest), with its input
+    size, preprocessing ``mode`` (default xception, said on stderr) and output kind recorded."""
     if not classes:
         raise SourceError("a bare model needs --classes (comma-separated, in output order)")
     model = read_keras(model_path)
-    h, w = model.input_shape[1:3]
-    if h is None or w is None:
-        if size is None:
-            raise SourceError(f"{model_path.name}: input {model.input_shape[1:]} has no fixed size: give --size")
-        h, w = h or size, w or size
-    if h != w:
-        raise SourceError(f"{model_path.name}: input {h}x{w} is not square; only square inputs are supported")
+    side = check_shapes(model, model_path.name, size)
+    if model.output_shape[-1] != len(classes):
+        raise SourceError(f"{model_path.name}: {model.output_shape[-1]} outputs but {len(classes)} classes")
+    scales = scaling_layers(model)
+    if scales and mode not in ("none", None):
+        print(f"note: the model scales its own input ({', '.join(scales)}); --preprocessing {mode} scales it too: "
+              "use --preprocessing none if it was trained on raw 0-255 pixels", file=sys.stderr)
+    if mode is None:
+        print("note: preprocessing xception (x / 127.5 - 1) assumed" + (
+              f"; the model scales its own input ({', '.join(scales)}): --preprocessing none may be meant"
+              if scales else "") + "; give --preprocessing MODE if the model was trained otherwise", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     with replacing(out / "model.keras", ".keras") as tmp:
         model.save(tmp)
-    Manifest.for_model(out.name, classes, h, Source.of(out, **{"from": str(model_path)})).write(out)
+    Manifest.for_model(out.name, classes, side, Source.of(out, **{"from": str(model_path)}), mode or "xception",
+                       output_kind(model)).write(out)
     return out

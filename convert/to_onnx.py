@@ -12,7 +12,7 @@ from convert.cache import cached
 from convert.channel_pad import pad_channels
 from convert.int8_methods import Method, method
 from convert.mixed import activation_grid, unround, worst_tensors
-from convert.onnx_graph import equalize, equalize_relu, gptq, round_weights
+from convert.onnx_graph import equalize, equalize_relu, gptq, not_applied, round_weights
 from convert.sequential import sequential_gptq
 from runtime.backends import METADATA_KEY
 from runtime.cpuinfo import cpu_info
@@ -243,6 +243,8 @@ def int8(source, calibration, dest, how: Method) -> dict:
         onnx.save_model(qdq, str(tmp))
     notes = {"method": how.name, "about": how.about, **o, "calibration_images": len(calibration.files), **opts,
              **recorded}
+    if skipped := not_applied(onnx.load(str(prepared_file(source))), o):
+        notes["not_applied"] = skipped
     model = onnx.load(str(tmp))
     if not (o.get("dynamic") or o.get("weights_only")) and o.get("pad_channels", True):
         notes["channel_padding"] = asdict(pad_channels(model))  # every number the same, depthwise faster

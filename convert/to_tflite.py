@@ -66,6 +66,7 @@ def grid_converter(source, calibration, onnx_method: Method) -> tuple:
     import tensorflow as tf
 
     from convert import to_onnx
+    from convert.onnx_graph import not_applied
     from convert.onnx_tf import OnnxGraph
     from convert.qat_pack import trained_graph
 
@@ -75,6 +76,8 @@ def grid_converter(source, calibration, onnx_method: Method) -> tuple:
         notes["training"] = record["training"]
     else:
         model, grid = to_onnx.rounded_graph(source, calibration, onnx_method)
+        if skipped := not_applied(model, onnx_method.options):
+            notes["not_applied"] = skipped
     graph = OnnxGraph(model, grid)
     spec = source.manifest.spec()
     fn = tf.function(graph.__call__, input_signature=[tf.TensorSpec([None, spec.height, spec.width, 3], tf.float32)])

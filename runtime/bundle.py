@@ -20,6 +20,7 @@ from runtime.preprocessing import MODES, RESAMPLE, ImageSpec
 
 SCHEMA = 1
 FILE = "manifest.json"
+OUTPUTS = ("logits", "probabilities")  # what a model's one output holds; the runtime softmaxes only logits
 
 
 class ManifestError(ModelError):
@@ -176,6 +177,13 @@ def _file_name(value, where: str) -> str:
     return name
 
 
+def output_kind(value, where: str) -> str:
+    """``logits`` or ``probabilities``."""
+    if _check(value, str, where) not in OUTPUTS:
+        raise ManifestError(f"{where}: {value!r:.40} is neither {' nor '.join(OUTPUTS)}")
+    return value
+
+
 def margin_of(value, where: str) -> float:
     """A cascade gate: a finite top-2 logit margin in [0, MAX_MARGIN]."""
     value = float(_check(value, (int, float), where))
@@ -307,9 +315,10 @@ class Manifest:
     cascades: tuple[Cascade, ...] = ()
 
     @classmethod
-    def for_model(cls, name: str, classes, size: int, source: Source):
+    def for_model(cls, name: str, classes, size: int, source: Source, mode: str = "xception",
+                  output: str = "logits"):
         """A manifest for a square NHWC RGB model with no artifacts yet."""
-        return cls(name, tuple(classes), Input(size, size), source)
+        return cls(name, tuple(classes), Input(size, size), source, Preprocessing(mode), output)
 
     @classmethod
     def read(cls, bundle):
@@ -342,7 +351,7 @@ class Manifest:
         return cls(_check(d.get("name", Path(bundle).name), str, f"{path}: name"), tuple(classes),
                    Input.parse(d.get("input"), f"{path}: input"), Source.parse(d.get("source"), f"{path}: source"),
                    Preprocessing.parse(d.get("preprocessing", {}), f"{path}: preprocessing"),
-                   _check(d.get("output", "logits"), str, f"{path}: output"), parsed, pairs)
+                   output_kind(d.get("output", "logits"), f"{path}: output"), parsed, pairs)
 
     def to_dict(self) -> dict:
         """The manifest as JSON data, schema first."""

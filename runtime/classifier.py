@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bundle import FILE as MANIFEST
-from runtime.bundle import Manifest, ManifestError, load_verified
+from runtime.bundle import OUTPUTS, Manifest, ManifestError, load_verified
 from runtime.cascade import Answer, CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
 from runtime.formats import FORMATS, format_of
-from runtime.preprocessing import DEFAULT_LIMITS, MODES, DecodeLimits, ImageSpec
+from runtime.preprocessing import DEFAULT_LIMITS, MODES, RESAMPLE, DecodeLimits, ImageSpec
 from runtime.threads import profile as deployment
 
 DEFAULT_MODEL = "artifacts/default"
+MAX_SIDE = 4096  # pixels per side of a model whose input size is not fixed by the model itself
 
 
 @dataclass
@@ -28,16 +29,20 @@ class ModelInfo:
     width: int
     mode: str
     resize: str
+    output: str = "logits"
 
     @classmethod
     def from_dict(cls, meta: dict, where: str, overrides: dict | None = None, shape=None):
         """From a manifest or a model file's metadata, with ``overrides`` (``--classes``, ``--size``,
         ``--preprocessing``) winning and a bare file's fixed input ``shape`` (H, W) filling the size."""
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k, {}), dict) for k in ("preprocessing", "input")):
+            raise ModelError(f"{where}: its metadata is not an object with preprocessing and input objects")
         pre, size = meta.get("preprocessing") or {}, meta.get("input") or {}
         fields = {"name": meta.get("name", ""), "classes": meta.get("classes"),
                   "height": size.get("height") or (shape or (None, None))[0],
                   "width": size.get("width") or (shape or (None, None))[1],
-                  "mode": pre.get("mode", "xception"), "resize": pre.get("resize", "nearest"), **(overrides or {})}
+                  "mode": pre.get("mode", "xception"), "resize": pre.get("resize", "nearest"),
+                  "output": meta.get("output", "logits"), **(overrides or {})}
         missing = [flag for flag, known in (("--classes", fields["classes"]),
                                             ("--size", fields["height"] and fields["width"])) if not known]
         if missing:
@@ -45,11 +50,15 @@ class ModelInfo:
                              f"give {' and '.join(missing)} (and --preprocessing if not xception)")
         try:
             info = cls(str(fields["name"]), [str(c) for c in fields["classes"]], int(fields["height"]),
-                       int(fields["width"]), fields["mode"], fields["resize"])
-        except (TypeError, ValueError):
+                       int(fields["width"]), fields["mode"], fields["resize"], fields["output"])
+        except (TypeError, ValueError, OverflowError):
             raise ModelError(f"{where}: malformed classes or input size in its metadata") from None
-        if info.mode not in MODES:
-            raise ModelError(f"{where}: unknown preprocessing mode {info.mode!r} (known: {', '.join(MODES)})")
+        if not isinstance(info.mode, str) or info.mode not in MODES:
+            raise ModelError(f"{where}: unknown preprocessing mode {info.mode!r:.40} (known: {', '.join(MODES)})")
+        if not isinstance(info.resize, str) or info.resize not in RESAMPLE:
+            raise ModelError(f"{where}: unknown resize filter {info.resize!r:.40} (known: {', '.join(RESAMPLE)})")
+        if not isinstance(info.output, str) or info.output not in OUTPUTS:
+            raise ModelError(f"{where}: output {info.output!r:.40} is neither {' nor '.join(OUTPUTS)}")
         return info
 
     @property
@@ -85,10 +94,12 @@ class Classifier:
     """Images in, labels out: ``Classifier.load(path).predict([...])``."""
 
     def __init__(self, runner, info: ModelInfo, file: str, limits: DecodeLimits = DEFAULT_LIMITS,
-                 reason: str = "given as a file", exact_file: str | None = None, precision: str | None = None):
+                 reason: str = "given as a file", exact_file: str | None = None, precision: str | None = None,
+                 said_by: str = "its metadata"):
         for r in (runner.fast, runner.exact) if isinstance(runner, CascadeRunner) else (runner,):
             if r.outputs and r.outputs != len(info.classes):
                 raise ModelError(f"{file}: model has {r.outputs} outputs but {len(info.classes)} classes")
+            check_input(r, info, file, said_by)
         self.runner, self.info, self.file, self.limits, self.reason = runner, info, file, limits, reason
         self.exact_file = exact_file
         said = runner.metadata.get("precision") if isinstance(runner.metadata, dict) else None
@@ -123,16 +134,19 @@ class Classifier:
             choice = choose(manifest, fmt, precision, device)
             file, runner = load_verified(path, choice.entry, lambda f: load(f, FORMATS[choice.entry.format]))
             info = ModelInfo.from_dict(manifest.to_dict(), str(path), overrides)
+            said = size_origin(overrides, "the manifest")
             if choice.cascade is None:
-                return cls(runner, info, str(file), limits, choice.reason, precision=choice.entry.precision)
+                return cls(runner, info, str(file), limits, choice.reason, precision=choice.entry.precision,
+                           said_by=said)
             exact, second = load_verified(path, choice.exact, lambda f: load(f, FORMATS[choice.exact.format]))
             return cls(cascade_runner(runner, second, choice.cascade.margin), info, str(file), limits, choice.reason,
-                       str(exact), "cascade")
+                       str(exact), "cascade", said)
         if not path.is_file():
             raise ModelError(f"{path} is neither a model file nor a bundle folder")
         runner = load(path, format_of(path))
         meta = runner.metadata or manifest_beside(path)
-        return cls(runner, ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw), str(path), limits)
+        return cls(runner, ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw), str(path), limits,
+                   said_by=size_origin(overrides, "its metadata" if runner.metadata else "the manifest beside it"))
 
     def preprocess(self, source) -> np.ndarray:
         """One image (path, bytes, file) to this model's input, within this classifier's decode limits."""
@@ -171,12 +185,31 @@ class Classifier:
         if not np.isfinite(logits).all():
             raise OutputError(f"{file}: model answered non-finite logits (NaN or infinity) for this input")
         z = logits.astype(np.float64)
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        if self.info.output == "probabilities":  # the model's own softmax: scores as it gave them
+            p = z
+        else:
+            p = np.exp(z - z.max())
+            p /= p.sum()
         order = np.argsort(-p, kind="stable")[:max(1, top_k)]
         top = [{"label": self.info.classes[i], "score": float(p[i])} for i in order]
         return Prediction(top[0]["label"], top[0]["score"], top, [float(v) for v in logits], Path(file).name,
                           bool(rechecked))
+
+
+def size_origin(overrides: dict | None, otherwise: str) -> str:
+    """Who gave a model's input size: ``--size`` when it was given, else ``otherwise``."""
+    return "--size" if overrides and "height" in overrides else otherwise
+
+
+def check_input(runner, info: ModelInfo, file: str, said_by: str):
+    """ModelError, before any image is decoded, when the size the runtime would resize to disagrees with the
+    model's own fixed input, or is over MAX_SIDE where the model does not fix it."""
+    hw = runner.input_hw
+    if hw and all(hw) and tuple(hw) != (info.height, info.width):
+        raise ModelError(f"{file}: the model's input is {hw[0]}x{hw[1]}; {said_by} says {info.height}x{info.width}")
+    fixed = hw and all(hw)
+    if not fixed and not 1 <= min(info.height, info.width) <= max(info.height, info.width) <= MAX_SIDE:
+        raise ModelError(f"{file}: {said_by} asks for a {info.height}x{info.width} input; 1 to {MAX_SIDE} per side")
 
 
 def cascade_runner(fast, exact, margin: float) -> CascadeRunner:

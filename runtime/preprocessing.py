@@ -42,6 +42,12 @@ def _caffe(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Pixels scaled to [0, 1] (x / 255), the most common choice of models trained from scratch."""
+    x /= 255.0
+    return x
+
+
 def _none(x: np.ndarray) -> np.ndarray:
     """Raw 0..255 pixels as float32 (models that rescale inside, e.g. EfficientNet)."""
     return x
@@ -56,7 +62,7 @@ class Mode:
 
 
 MODES = {"xception": Mode(_xception, "NHWC"), "tf": Mode(_xception, "NHWC"), "caffe": Mode(_caffe, "NHWC"),
-         "torch": Mode(_torch, "NCHW"), "none": Mode(_none, "NHWC")}
+         "torch": Mode(_torch, "NCHW"), "unit": Mode(_unit, "NHWC"), "none": Mode(_none, "NHWC")}
 
 
 @dataclass(frozen=True)

@@ -211,3 +211,17 @@ def test_the_cascade_benchmark_recomputes_independently(converted, tiny_data, tm
     assert sum(row["default"] for row in data["cascades"]) == 1
     assert any(g["goal"].startswith("default cascade") for g in data["goals"])
     assert "## Goals" in (tmp_path / "tiny" / "report.md").read_text()
+
+
+def test_cascades_only_refits_by_hand_without_exporting(converted, tiny_data, tmp_path):
+    bundle = clone(converted, tmp_path / "b")
+    files = {p.name: p.stat().st_mtime_ns for p in bundle.glob("model.*")}
+    res = run_module("convert", bundle, "--cascades-only", "--cascade-margin", "0.5", "--parity",
+                     tiny_data / "validation")
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = Manifest.read(bundle)
+    assert {c.fast for c in m.cascades} == {"model.int8.onnx", "model.int8.tflite"}
+    assert all(c.set_by == "hand" and c.margin == 0.5 and c.widened_by == 0 for c in m.cascades)
+    assert all(h.margin == 0.5 for c in m.cascades for h in c.halves)
+    assert {p.name: p.stat().st_mtime_ns for p in bundle.glob("model.*")} == files
+    assert "| model.int8.onnx > " in res.stdout and "0/0 artifacts published" in res.stdout
