@@ -52,8 +52,8 @@ def parser():
     p.add_argument("--cascade-margin", type=margin, metavar="X",
                    help="set the cascades' gate by hand (a top-2 logit margin, 0-1000) instead of fitting it")
     p.add_argument("--cascades-only", action="store_true",
-                   help="export nothing: fit the cascades of the files already published again (on the parity "
-                        "images, or with --cascade-margin)")
+                   help="export nothing: time the published files again (alternately, batch 1) and fit their "
+                        "cascades again (on the parity images, or with --cascade-margin)")
     p.add_argument("--int8-reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="ONNX int8 7-bit weights: auto = on when the CPU has no VNNI")
     p.add_argument("--int8-report", type=Path, nargs="?", const=Path("reports/int8"), metavar="DIR",

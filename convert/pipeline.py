@@ -1,7 +1,7 @@
 """The conversion loop: for each (format, precision) of the table, export, verify, then publish."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,21 @@ def batch1_latency_ms(runner, batch: np.ndarray) -> float:
         runner.infer(x[None])
         times.append(time.perf_counter() - t)
     return 1000 * float(np.median(times))
+
+
+def alternated_latency_ms(runners: dict, batch: np.ndarray, rounds=3 * LATENCY_RUNS) -> dict[str, float]:
+    """Median batch-1 milliseconds of each runner, all of them called in turn on each image (so that a machine
+    that slows down slows them alike)."""
+    for r in runners.values():
+        r.infer(batch[:1])
+    times = {name: [] for name in runners}
+    for i in range(rounds):
+        x = batch[i % len(batch)][None]
+        for name, r in runners.items():
+            t = time.perf_counter()
+            r.infer(x)
+            times[name].append(time.perf_counter() - t)
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
 def build(source: SourceModel, bundle: Path, fmt: str, precision: str, ref: np.ndarray, images: ImageSet,
@@ -132,6 +147,11 @@ def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, 
             m = m.with_artifact(entry)
             m.write(bundle)
     logits = {a.file: a.logits for a in results if a.error is None and a.logits is not None}
+    if not jobs:  # --cascades-only: the published files timed again, alternately, on this machine as it is now
+        runners = {a.file: FORMATS[a.format].load(artifact_path(bundle, a), None, "cpu", False) for a in m.verified()}
+        for file, ms in alternated_latency_ms(runners, images.batch).items():
+            m = m.with_artifact(replace(m.entry(file), latency_ms=ms, measured_on=this_machine()))
+        logits = {file: r.infer_batches(images.batch) for file, r in runners.items()}
 
     def logits_of(file: str) -> np.ndarray:
         """This run's logits of a file, or those of a file published by an earlier run."""

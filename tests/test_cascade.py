@@ -213,8 +213,10 @@ def test_the_cascade_benchmark_recomputes_independently(converted, tiny_data, tm
     assert "## Goals" in (tmp_path / "tiny" / "report.md").read_text()
 
 
-def test_cascades_only_refits_by_hand_without_exporting(converted, tiny_data, tmp_path):
-    bundle = clone(converted, tmp_path / "b")
+def test_cascades_only_retimes_and_refits_by_hand_without_exporting(converted, tiny_data, tmp_path):
+    from runtime.choice import this_machine
+
+    bundle = edited(converted, tmp_path, lambda d: [a.update(measured_on="another CPU") for a in d["artifacts"]])
     files = {p.name: p.stat().st_mtime_ns for p in bundle.glob("model.*")}
     res = run_module("convert", bundle, "--cascades-only", "--cascade-margin", "0.5", "--parity",
                      tiny_data / "validation")
@@ -224,4 +226,5 @@ def test_cascades_only_refits_by_hand_without_exporting(converted, tiny_data, tm
     assert all(c.set_by == "hand" and c.margin == 0.5 and c.widened_by == 0 for c in m.cascades)
     assert all(h.margin == 0.5 for c in m.cascades for h in c.halves)
     assert {p.name: p.stat().st_mtime_ns for p in bundle.glob("model.*")} == files
+    assert all(a.measured_on == this_machine() and a.latency_ms > 0 for a in m.verified())
     assert "| model.int8.onnx > " in res.stdout and "0/0 artifacts published" in res.stdout
