@@ -94,8 +94,12 @@ def build(source: SourceModel, bundle: Path, fmt: str, precision: str, ref: np.n
             except Exception as e:  # exporters surface TensorFlow/tf2onnx/onnx errors of every type
                 raise ExportError(f"{art.file}: export failed: {first_line(e)}") from e
             art.seconds, art.bytes = time.perf_counter() - t, tmp.stat().st_size
-            runner = FORMATS[fmt].load(tmp, None, "cpu")
-            art.logits = runner.infer_batches(images.batch)
+            try:
+                runner = FORMATS[fmt].load(tmp, None, "cpu")
+                art.logits = runner.infer_batches(images.batch)
+            except RuntimeToolkitError as e:  # the exported file does not load or run: an export failure
+                why = str(e).replace(tmp.name + ": ", "")
+                raise ExportError(f"{art.file}: export failed: {why}") from None
             art.parity = compare(ref, art.logits, images.labels)
             art.latency_ms = batch1_latency_ms(runner, images.batch)
             check(art.parity, precision, art.file)

@@ -53,7 +53,10 @@ class OnnxRunner(Runner):
     input_name: str = ""
 
     def infer(self, batch):
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        except Exception as e:  # onnxruntime raises its own untyped exceptions
+            raise ModelError(f"the model failed when run: {first_line(e)}") from None
 
 
 @dataclass
@@ -70,8 +73,11 @@ class TFLiteRunner(Runner):
             it.resize_tensor_input(inp["index"], list(batch.shape))
             it.allocate_tensors()
             self.batch = batch.shape[0]
-        it.set_tensor(inp["index"], quantize(batch, inp))
-        it.invoke()
+        try:
+            it.set_tensor(inp["index"], quantize(batch, inp))
+            it.invoke()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"the model failed when run: {first_line(e)}") from None
         return dequantize(it.get_tensor(out["index"]), out)
 
 
@@ -163,6 +169,10 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
         raise ModelError(f"cannot read {path}: {first_line(e)}") from None
     except Exception as e:  # onnxruntime raises its own untyped exceptions
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
+    if len(sess.get_inputs()) != 1 or len(sess.get_outputs()) != 1:
+        names = ", ".join(i.name for i in sess.get_inputs()[1:4])
+        raise ModelError(f"{Path(path).name}: {len(sess.get_inputs())} inputs and {len(sess.get_outputs())} outputs; "
+                         "an image classifier has one of each" + (f" (also asks for {names})" if names else ""))
     meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     outputs = sess.get_outputs()[0].shape[-1]
     inp = sess.get_inputs()[0]
