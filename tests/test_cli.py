@@ -164,7 +164,9 @@ def test_benchmark_and_runtime_bench_bad_paths_are_one_line(converted, tiny_data
              (["benchmarks.runtime_bench", converted, "--image", tmp_path / "note.jpg"], "not an image"),
              (["benchmarks.runtime_bench", converted, "--image", tmp_path / "nope.jpg"], "No such file"),
              (["benchmarks.cascade", converted, "--images", nope], f"--images {nope}: no such folder"),
-             (["benchmarks.cascade", nope, "--images", tiny_data], "manifest.json")]
+             (["benchmarks.cascade", nope, "--images", tiny_data], "manifest.json"),
+             (["benchmarks.architectures", "--data", tiny_data], "needs train/, validation/ and test/ with dress"),
+             (["benchmarks.architectures", "--data", tiny_data, "--only", "VGG"], "none of 'VGG' is in the matrix")]
     for args, text in cases:
         res = run_module(*args)
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
@@ -194,6 +196,7 @@ def _parsers():
     """Every command line of the project, by name."""
     from benchmarks import __main__ as bench
     from benchmarks import (
+        architectures,
         cascade,
         device_profile,
         fuzz_http,
@@ -215,7 +218,7 @@ def _parsers():
              "benchmarks.fuzz_http": fuzz_http.parser(), "benchmarks.hostile": hostile.parser(),
              "benchmarks.int8_methods": int8_methods.parser(), "benchmarks.lambda_zip": lambda_zip.parser(),
              "benchmarks.shared_cores": shared_cores.parser(), "benchmarks.device_profile": device_profile.parser(),
-             "benchmarks.cascade": cascade.parser()}
+             "benchmarks.cascade": cascade.parser(), "benchmarks.architectures": architectures.parser()}
     subs = next(a for a in package.parser()._actions if isinstance(a, argparse._SubParsersAction))
     found |= {"runtime.package": package.parser()} | {f"runtime.package {n}": p for n, p in subs.choices.items()}
     return found | {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}
