@@ -8,6 +8,7 @@ not through a symlink that leaves it, with its sha256 checked.
 import json
 import math
 import threading
+import unicodedata
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -25,6 +26,24 @@ OUTPUTS = ("logits", "probabilities")  # what a model's one output holds; the ru
 
 class ManifestError(ModelError):
     """A manifest is missing, unreadable, of another schema, or has a malformed field."""
+
+
+MAX_CLASSES, MAX_CLASS_NAME = 100_000, 200
+
+
+def check_classes(classes, where: str) -> list[str]:
+    """Distinct, non-empty class names without control characters or lone surrogates (they would reach a
+    terminal raw, or fail to encode in every answer); ManifestError naming the first bad one."""
+    if not isinstance(classes, list) or not 0 < len(classes) <= MAX_CLASSES:
+        raise ManifestError(f"{where}: expected a list of 1 to {MAX_CLASSES} class names")
+    for c in classes:
+        if (not isinstance(c, str) or not c or len(c) > MAX_CLASS_NAME
+                or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in c)):
+            raise ManifestError(f"{where}: {ascii(c)[:60]} is not a class name (1-{MAX_CLASS_NAME} printable "
+                                "characters)")
+    if len(set(classes)) != len(classes):
+        raise ManifestError(f"{where}: classes must be distinct non-empty names")
+    return classes
 
 
 def _check(value, kind, where: str):
@@ -331,9 +350,7 @@ class Manifest:
         _check(d, dict, str(path))
         if d.get("schema") != SCHEMA:
             raise ManifestError(f"{path}: schema {d.get('schema')!r}, expected {SCHEMA}")
-        classes = _check(d.get("classes"), list, f"{path}: classes")
-        if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
-            raise ManifestError(f"{path}: classes must be distinct non-empty names")
+        classes = check_classes(_check(d.get("classes"), list, f"{path}: classes"), f"{path}: classes")
         artifacts = _check(d.get("artifacts", []), list, f"{path}: artifacts")
         parsed = tuple(Artifact.parse(a, f"{path}: artifacts[{i}]") for i, a in enumerate(artifacts))
         if len({a.file for a in parsed}) != len(parsed):

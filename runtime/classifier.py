@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bundle import FILE as MANIFEST
-from runtime.bundle import OUTPUTS, Manifest, ManifestError, load_verified
+from runtime.bundle import OUTPUTS, Manifest, ManifestError, check_classes, load_verified
 from runtime.cascade import Answer, CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
@@ -48,8 +48,9 @@ class ModelInfo:
         if missing:
             raise ModelError(f"{where} carries no {'/'.join(f.lstrip('-') for f in missing)} in its metadata: "
                              f"give {' and '.join(missing)} (and --preprocessing if not xception)")
+        check_classes(fields["classes"] if isinstance(fields["classes"], list) else None, f"{where}: classes")
         try:
-            info = cls(str(fields["name"]), [str(c) for c in fields["classes"]], int(fields["height"]),
+            info = cls(str(fields["name"]), list(fields["classes"]), int(fields["height"]),
                        int(fields["width"]), fields["mode"], fields["resize"], fields["output"])
         except (TypeError, ValueError, OverflowError):
             raise ModelError(f"{where}: malformed classes or input size in its metadata") from None

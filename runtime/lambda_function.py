@@ -15,7 +15,7 @@ import os
 
 from runtime.classifier import Classifier
 from runtime.errors import BackendUnavailable, ConfigError, ImageError, ModelError, RuntimeToolkitError
-from runtime.payload import class_logits, image_bytes
+from runtime.payload import b64_bytes, class_logits, image_bytes
 from runtime.settings import Settings, from_env
 
 log = logging.getLogger("runtime.lambda")
@@ -38,10 +38,18 @@ def _proxy_payload(event: dict) -> dict:
     body = event.get("body") or ""
     if not isinstance(body, str):
         raise ImageError(f"'body' must be a string (JSON or base64), not {type(body).__name__}")
-    try:
-        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
-    except (binascii.Error, ValueError):
-        raise ImageError("the body is marked base64 but is not valid base64") from None
+    flag = event.get("isBase64Encoded", False)
+    if isinstance(flag, str) and flag.lower() in ("true", "false"):
+        flag = flag.lower() == "true"  # some gateways and test tools send the flag as a string
+    if not isinstance(flag, bool) and flag is not None:
+        raise ImageError(f"'isBase64Encoded' must be true or false, not {flag!r:.40}")
+    if not flag:
+        raw = body.encode("utf-8", "surrogatepass")
+    else:
+        try:
+            raw = b64_bytes(body)
+        except (binascii.Error, ValueError):
+            raise ImageError("the body is marked base64 but is not valid base64") from None
     try:
         payload = json.loads(raw)
         if isinstance(payload, dict):

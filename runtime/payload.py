@@ -17,10 +17,18 @@ def image_bytes(payload, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:
         return fetch(payload["url"], policy)
     if payload.get("image"):
         try:
-            return base64.b64decode(payload["image"], validate=True)
+            return b64_bytes(payload["image"])
         except (binascii.Error, ValueError, TypeError):
             raise ImageError("'image' is not valid base64") from None
     raise ImageError('expected a JSON object with "url" or "image" (base64)')
+
+
+def b64_bytes(text: str) -> bytes:
+    """Strict base64, line breaks and spaces allowed (as ``base64`` and MIME tools wrap it); binascii.Error
+    for anything else."""
+    if not isinstance(text, str):
+        raise TypeError("base64 must be a string")
+    return base64.b64decode("".join(text.split()), validate=True)
 
 
 def class_logits(classes, prediction) -> dict[str, float]:

@@ -190,6 +190,16 @@ def test_lambda_handler_answers_the_course_event(converted, keras_labels, http_r
     assert proxy["statusCode"] == 200 and json.loads(proxy["body"]) == pytest.approx(result)
     bad = lf.lambda_handler({"body": json.dumps({"image": "!!!"})}, None)
     assert bad["statusCode"] == 400 and "base64" in json.loads(bad["body"])["error"]
+    wrapped = base64.encodebytes(open(path, "rb").read()).decode()  # 76-column lines, as `base64` writes
+    assert "\n" in wrapped and lf.lambda_handler({"image": wrapped}, None) == pytest.approx(result)
+    for flag, body in (("true", wrapped), ("True", b64), (True, wrapped)):
+        answer = lf.lambda_handler({"body": body, "isBase64Encoded": flag}, None)
+        assert answer["statusCode"] == 200 and json.loads(answer["body"]) == pytest.approx(result), flag
+    as_json = lf.lambda_handler({"body": json.dumps({"image": b64}), "isBase64Encoded": "false"}, None)
+    assert as_json["statusCode"] == 200 and json.loads(as_json["body"]) == pytest.approx(result)
+    odd = lf.lambda_handler({"body": b64, "isBase64Encoded": "maybe"}, None)
+    assert odd["statusCode"] == 400 and json.loads(odd["body"])["error"] == (
+        "'isBase64Encoded' must be true or false, not 'maybe'")
 
 
 BLOCKED_RANGES = ["127.0.0.1", "127.255.255.254", "0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255",
