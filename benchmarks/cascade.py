@@ -9,6 +9,7 @@ to fp32 ONNX, timed alternately. Writes report.md and report.json; prints the go
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -92,8 +93,6 @@ def alternate(runners: dict, batch: np.ndarray, rounds: int) -> list[Timed]:
 
 def predict_run(bundle: Path, images: Path, *flags) -> tuple[float, dict]:
     """Seconds of ``runtime.predict IMAGES --json`` in a fresh process, and its label per input."""
-    import os
-
     from benchmarks.rows import ROOT, child_env
 
     t = time.perf_counter()

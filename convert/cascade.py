@@ -76,7 +76,8 @@ def fit(ref: np.ndarray, fast: np.ndarray, exact: np.ndarray, labels, fast_entry
         held[part], rechecked = merge(fast[part], exact[part], gate)
         records.append(Half(len(other), gate, len(part), float(np.mean(held[part].argmax(1) == ref[part].argmax(1))),
                             float(rechecked.mean())))
-    gate = margin if margin is not None else gate_of(ref, fast, exact)
+    fitted = fit_gate(ref, fast, exact)
+    gate = margin if margin is not None else max(fitted, error_bound(ref, fast))
     parity = judge(compare(ref, held, labels), "cascade")
     rate = float(merge(fast, exact, gate)[1].mean())
     table = []
@@ -88,7 +89,7 @@ def fit(ref: np.ndarray, fast: np.ndarray, exact: np.ndarray, labels, fast_entry
              and exact_entry.latency_ms)
     return Cascade(fast_entry.file, exact_entry.file, gate, fitted_on, rate, parity,
                    "fitted" if margin is None else "hand",
-                   0.0 if margin is not None else gate - fit_gate(ref, fast, exact),
+                   0.0 if margin is not None else gate - fitted,
                    tuple(records), tuple(table),
                    fast_entry.latency_ms + rate * exact_entry.latency_ms if timed else None, here if timed else None)
 

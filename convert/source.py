@@ -11,6 +11,7 @@ import numpy as np
 from convert.cache import cached
 from convert.errors import SourceError
 from runtime.bundle import Manifest, Source
+from runtime.classifier import MAX_SIDE
 from runtime.errors import first_line
 from runtime.files import replacing, sha256
 
@@ -61,6 +62,12 @@ def read_keras(path):
         raise SourceError(f"cannot load Keras model {path}: {first_line(e)}") from None
 
 
+def check_outputs(model, classes: int, where: str):
+    """SourceError unless the model has one output per class."""
+    if model.output_shape[-1] != classes:
+        raise SourceError(f"{where}: {model.output_shape[-1]} outputs but {classes} classes")
+
+
 def open_source(bundle: Path) -> SourceModel:
     """Load ``bundle/model.keras``; refresh the manifest's source hash if the model changed."""
     manifest = Manifest.read(bundle)
@@ -73,12 +80,10 @@ def open_source(bundle: Path) -> SourceModel:
     if fixed and (shape[1], shape[2]) != (manifest.input.height, manifest.input.width):
         raise SourceError(f"{model_file}: input {shape[1:3]} differs from the manifest's "
                           f"{manifest.input.height}x{manifest.input.width}")
-    if model.output_shape[-1] != len(manifest.classes):
-        raise SourceError(f"{model_file}: {model.output_shape[-1]} outputs but {len(manifest.classes)} classes")
+    check_outputs(model, len(manifest.classes), str(model_file))
     return SourceModel(model, manifest, Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle)))
 
 
-MAX_SIDE = 4096  # --size of a model whose input size is not fixed
 SCALING = ("Rescaling", "Normalization")
 
 
@@ -130,8 +135,7 @@ def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | Non
         raise SourceError("a bare model needs --classes (comma-separated, in output order)")
     model = read_keras(model_path)
     side = check_shapes(model, model_path.name, size)
-    if model.output_shape[-1] != len(classes):
-        raise SourceError(f"{model_path.name}: {model.output_shape[-1]} outputs but {len(classes)} classes")
+    check_outputs(model, len(classes), model_path.name)
     scales = scaling_layers(model)
     if scales and mode not in ("none", None):
         print(f"note: the model scales its own input ({', '.join(scales)}); --preprocessing {mode} scales it too: "

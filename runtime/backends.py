@@ -19,6 +19,14 @@ METADATA_KEY = "edge_classifier"
 
 
 @dataclass
+class Answer:
+    """Logits of a batch and, per row, whether a cascade's exact file answered it."""
+
+    logits: np.ndarray
+    rechecked: np.ndarray
+
+
+@dataclass
 class Runner:
     """A loaded model: ``infer(float32 batch) -> float32 logits``, plus what it runs on."""
 
@@ -39,6 +47,10 @@ class Runner:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def answer(self, batch: np.ndarray) -> Answer:
+        """The logits of a batch, no row re-checked (a cascade runner re-checks its near-ties)."""
+        return Answer(self.infer(batch), np.zeros(len(batch), bool))
 
     def infer_batches(self, images: np.ndarray, size=32) -> np.ndarray:
         """Logits of a whole image set, ``size`` images per call."""

@@ -144,9 +144,7 @@ class Artifact:
         fmt, precision = _check(d.get("format"), str, f"{where}.format"), _check(d.get("precision"), str, where)
         if fmt not in FORMATS or precision not in PRECISIONS:
             raise ManifestError(f"{where}: unknown format/precision {fmt}/{precision}")
-        file = _check(d.get("file"), str, f"{where}.file")
-        if Path(file).name != file or file in (".", ".."):
-            raise ManifestError(f"{where}.file: {file!r} is not a file name inside the bundle")
+        file = _file_name(d.get("file"), f"{where}.file")
         record = _parity(d.get("parity"), f"{where}.parity")
         latency, digest = d.get("latency_ms"), d.get("sha256")
         if record.passed or digest is not None:
@@ -301,8 +299,7 @@ class Cascade:
                    d.get("measured_on") if isinstance(d.get("measured_on"), str) else None)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        return {**d, "halves": [asdict(h) for h in self.halves], "tradeoff": [asdict(r) for r in self.tradeoff]}
+        return asdict(self)
 
 
 def _parity(d, where: str) -> Parity:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.backends import Runner
+from runtime.backends import Answer, Runner
 
 
 def margins(logits: np.ndarray) -> np.ndarray:
@@ -20,14 +20,6 @@ def merge(fast: np.ndarray, exact: np.ndarray, gate: float) -> tuple[np.ndarray,
     """The cascade's logits from both files' logits of the same rows, and which rows were re-checked."""
     rechecked = ~(margins(fast) >= gate)  # a row of NaN in the fast file is re-checked too
     return np.where(rechecked[:, None], exact, fast), rechecked
-
-
-@dataclass
-class Answer:
-    """Logits of a batch and, per row, whether the exact file answered it."""
-
-    logits: np.ndarray
-    rechecked: np.ndarray
 
 
 @dataclass

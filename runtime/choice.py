@@ -45,14 +45,14 @@ def cascade_choice(manifest: Manifest) -> Choice | None:
     here = this_machine()
     timed = all(c.measured_on == here and c.latency_ms for c in usable)
     best = min(usable, key=lambda c: c.latency_ms) if timed else usable[0]
-    p = best.parity
+    fast = manifest.entry(best.fast)
     why = (f"cascade: {best.fast} answers, {best.exact} re-checks answers whose top-2 logit margin is under "
            f"{best.margin:.2f} ({best.recheck_rate:.0%} of the parity images); agreement with the source model "
-           f"{p.agreement_text()} held-out images, where plain {manifest.entry(best.fast).precision} agrees on "
-           f"{manifest.entry(best.fast).parity.top1_agreement:.1%}")
+           f"{best.parity.agreement_text()} held-out images, where plain {fast.precision} agrees on "
+           f"{fast.parity.top1_agreement:.1%}")
     if timed:
         why += f"; {best.latency_ms:.1f} ms expected at batch 1 on this CPU"
-    return Choice(manifest.entry(best.fast), why, best, manifest.entry(best.exact))
+    return Choice(fast, why, best, manifest.entry(best.exact))
 
 
 def choose(manifest: Manifest, fmt=None, precision=None, device="cpu") -> Choice:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.backends import Answer
 from runtime.bundle import FILE as MANIFEST
 from runtime.bundle import OUTPUTS, Manifest, ManifestError, check_classes, load_verified
-from runtime.cascade import Answer, CascadeRunner
+from runtime.cascade import CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
-from runtime.formats import FORMATS, format_of
+from runtime.formats import FORMATS, PRECISIONS, format_of
 from runtime.preprocessing import DEFAULT_LIMITS, MODES, RESAMPLE, DecodeLimits, ImageSpec
 from runtime.threads import profile as deployment
 
@@ -104,7 +105,7 @@ class Classifier:
         self.runner, self.info, self.file, self.limits, self.reason = runner, info, file, limits, reason
         self.exact_file = exact_file
         said = runner.metadata.get("precision") if isinstance(runner.metadata, dict) else None
-        self.precision = precision or (said if said in ("fp32", "fp16", "int8") else "fp32")
+        self.precision = precision or (said if said in PRECISIONS else "fp32")
 
     @property
     def name(self) -> str:
@@ -156,10 +157,7 @@ class Classifier:
     def answer(self, batch: np.ndarray) -> Answer:
         """Logits of a preprocessed batch, checked to hold one row per image and one column per class, and
         the rows a cascade's exact file answered."""
-        if isinstance(self.runner, CascadeRunner):
-            out = self.runner.answer(batch)
-        else:
-            out = Answer(self.runner.infer(batch), np.zeros(len(batch), bool))
+        out = self.runner.answer(batch)
         want = (len(batch), len(self.info.classes))
         if getattr(out.logits, "shape", None) != want:
             raise OutputError(f"{self.file}: model answered logits of shape {getattr(out.logits, 'shape', '?')}, "
