@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runtime.cli import command_parser, import_tensorflow_quietly, positive_int
 
-CLASSES = ("dress", "longsleeve", "pants", "t-shirt")  # 211 validation images: enough for fp32's bound (189)
+CLASSES = ("dress", "hat", "pants", "shoes", "t-shirt")  # 202 validation images: enough for fp32's bound (189)
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ def build(arch: Arch, size: int):
     if arch.build in ("plain", "rescaling", "softmax"):
         layers = [keras.Input((size, size, 3))] + ([keras.layers.Rescaling(1 / 255)] if arch.build == "rescaling"
                                                    else [])
-        layers += [keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
-                   keras.layers.Conv2D(32, 3, strides=2, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+        layers += [keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+                   keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
+                   keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
                    keras.layers.Dense(n, activation="softmax" if arch.build == "softmax" else None)]
         return keras.Sequential(layers)
     cls = getattr(keras.applications, arch.build)
@@ -114,6 +115,9 @@ def fit(arch: Arch, data: Path, size: int, epochs: int, out: Path) -> tuple[Path
     spec = ImageSpec(size, size, arch.mode)
     train, test = (load_images(data / s, spec, list(CLASSES), 10 ** 6) for s in ("train", "test"))
     model = build(arch, size)
+    for layer in model.layers:  # moving statistics that keep up with a short training from scratch
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=arch.build != "softmax")
     model.compile(keras.optimizers.Adam(1e-3), loss)
     model.fit(train.batch, np.asarray(train.labels), epochs=epochs, batch_size=32, verbose=0)

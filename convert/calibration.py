@@ -21,9 +21,10 @@ def calibration_set(folder, spec: ImageSpec, classes, n: int) -> ImageSet:
 
 
 def synthetic_set(spec: ImageSpec, n: int, seed=0) -> ImageSet:
-    """``n`` seeded random RGB images through the model's preprocessing: enough to prove a float export
-    computes the same function (not to measure accuracy)."""
+    """``n`` seeded random images (RGB or L, as the model takes) through the model's preprocessing: enough to
+    prove a float export computes the same function (not to measure accuracy)."""
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (n, spec.height, spec.width, 3), dtype=np.uint8)
-    batch = np.stack([to_array(Image.fromarray(x), spec.mode) for x in pixels])
+    pixels = rng.integers(0, 256, (n, spec.height, spec.width, spec.channels), dtype=np.uint8)
+    batch = np.stack([to_array(Image.fromarray(x.squeeze(-1) if spec.channels == 1 else x), spec.mode)
+                      for x in pixels])
     return ImageSet(batch, [f"<noise {i}>" for i in range(n)], [None] * n)

@@ -14,6 +14,7 @@ from runtime.bundle import Manifest, Source
 from runtime.classifier import MAX_SIDE
 from runtime.errors import first_line
 from runtime.files import replacing, sha256
+from runtime.preprocessing import color_problem
 
 
 @dataclass
@@ -102,15 +103,16 @@ def scaling_layers(model) -> list[str]:
     return [f"{type(layer).__name__} {layer.name!r}" for layer in model.layers[:4] if type(layer).__name__ in SCALING]
 
 
-def check_shapes(model, name: str, size: int | None) -> int:
-    """The model's square input side, from the model or ``size``; SourceError for several inputs or outputs,
-    an output that is not (batch, classes), a ``size`` that the model's own fixed input contradicts."""
+def check_shapes(model, name: str, size: int | None) -> tuple[int, str]:
+    """The model's square input side (from the model or ``size``) and colour (RGB, or L for one channel);
+    SourceError for several inputs or outputs, an output that is not (batch, classes), a ``size`` that the
+    model's own fixed input contradicts."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise SourceError(f"{name}: {len(model.inputs)} inputs and {len(model.outputs)} outputs; an image classifier "
                           "has one of each")
     shape, out = model.input_shape, model.output_shape
-    if len(shape) != 4 or shape[3] != 3:
-        raise SourceError(f"{name}: input {shape[1:]} is not an RGB image (height, width, 3)")
+    if len(shape) != 4 or shape[3] not in (1, 3):
+        raise SourceError(f"{name}: input {shape[1:]} is not an RGB or grayscale image (height, width, 3 or 1)")
     if len(out) != 2:
         raise SourceError(f"{name}: output {out[1:]} is not one row of class scores (batch, classes)")
     h, w = shape[1:3]
@@ -124,7 +126,7 @@ def check_shapes(model, name: str, size: int | None) -> int:
     h, w = h or size, w or size
     if h != w:
         raise SourceError(f"{name}: input {h}x{w} is not square; only square inputs are supported")
-    return h
+    return h, "RGB" if shape[3] == 3 else "L"
 
 
 def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | None = None,
@@ -134,7 +136,9 @@ def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | Non
     if not classes:
         raise SourceError("a bare model needs --classes (comma-separated, in output order)")
     model = read_keras(model_path)
-    side = check_shapes(model, model_path.name, size)
+    side, color = check_shapes(model, model_path.name, size)
+    if problem := color_problem(mode or "xception", color):
+        raise SourceError(f"{model_path.name}: {problem}")
     check_outputs(model, len(classes), model_path.name)
     scales = scaling_layers(model)
     if scales and mode not in ("none", None):
@@ -148,5 +152,5 @@ def make_bundle(model_path: Path, out: Path, classes: list[str], size: int | Non
     with replacing(out / "model.keras", ".keras") as tmp:
         model.save(tmp)
     Manifest.for_model(out.name, classes, side, Source.of(out, **{"from": str(model_path)}), mode or "xception",
-                       output_kind(model)).write(out)
+                       output_kind(model), color).write(out)
     return out

@@ -36,15 +36,44 @@ def fp32_file(source):
     """The fp32 ONNX export, made once per source in its scratch folder."""
     path = source.scratch / "fp32.onnx"
     if not path.exists():
-        cached(source.manifest.source.sha256, "fp32.onnx", lambda dest: export_fp32(source, dest), path)
+        cached(source.manifest.source.sha256, "fp32-folded.onnx", lambda dest: export_fp32(source, dest), path)
     return path
 
 
 def export_fp32(source, dest):
-    """Keras' own ONNX export of the source model (tf2onnx underneath)."""
+    """Keras' own ONNX export of the source model (tf2onnx underneath), with captured constants folded in."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from keras import tree
+    from keras.src.export.export_utils import get_input_signature, make_tf_tensor_spec
+    from keras.src.export.onnx import get_concrete_fn
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
     spec = source.manifest.spec()
-    source.predict(np.zeros((1, spec.height, spec.width, 3), np.float32))  # Keras exports called models only
-    source.model.export(str(dest), format="onnx", verbose=False)
+    source.predict(np.zeros((1, spec.height, spec.width, spec.channels), np.float32))  # Keras exports called models
+    signature = tree.map_structure(make_tf_tensor_spec, get_input_signature(source.model))
+    fn = get_concrete_fn(source.model, signature)
+    patch_tf2onnx()
+    model, _ = tf2onnx.convert.from_function(fn, signature)
+    fold_captures(model, captured_constants(fn.get_concrete_function(*signature), tf))
+    onnx.save_model(model, str(dest))
+
+
+def captured_constants(concrete, tf) -> dict[str, np.ndarray]:
+    """The values of the eager tensors a traced model captured (a Normalization layer's mean and variance), by
+    the name tf2onnx gives them: it makes them graph inputs, not constants."""
+    pairs = zip(concrete.captured_inputs, concrete.graph.internal_captures, strict=True)
+    return {inner.name: outer.numpy() for outer, inner in pairs if inner.dtype != tf.resource}
+
+
+def fold_captures(model, constants: dict[str, np.ndarray]):
+    """Turn the graph inputs that are captured constants into initializers."""
+    from onnx import numpy_helper
+
+    for inp in [i for i in model.graph.input if i.name in constants]:
+        model.graph.input.remove(inp)
+        model.graph.initializer.append(numpy_helper.from_array(constants[inp.name], inp.name))
 
 
 def prepared_file(source):

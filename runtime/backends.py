@@ -38,12 +38,27 @@ class Runner:
     input_shape: tuple = ()
 
     @property
+    def _nchw(self) -> bool:
+        """Whether the input's channels come before its rows (a dimension of 1 or 3 there, not last)."""
+        dims = self.input_shape
+        return len(dims) == 4 and dims[1] in (1, 3) and dims[3] not in (1, 3)
+
+    @property
     def input_hw(self) -> tuple[int | None, int | None] | None:
         """The fixed (height, width) of an NHWC or NCHW image input, None where the model does not fix it."""
         dims = [d if isinstance(d, int) and d > 0 else None for d in self.input_shape]
         if len(dims) != 4:
             return None
-        return (dims[2], dims[3]) if dims[1] == 3 and dims[3] != 3 else (dims[1], dims[2])
+        return (dims[2], dims[3]) if self._nchw else (dims[1], dims[2])
+
+    @property
+    def input_channels(self) -> int | None:
+        """The fixed channel count of an image input, None where unknown."""
+        dims = self.input_shape
+        if len(dims) != 4:
+            return None
+        c = dims[1] if self._nchw else dims[3]
+        return c if isinstance(c, int) and c > 0 else None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError

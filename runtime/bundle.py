@@ -17,7 +17,7 @@ from runtime.errors import ModelError
 from runtime.files import sha256, sha256_mapped, write_json
 from runtime.formats import FORMATS, PRECISIONS
 from runtime.parity import Parity
-from runtime.preprocessing import MODES, RESAMPLE, ImageSpec
+from runtime.preprocessing import COLORS, MODES, RESAMPLE, ImageSpec, color_problem
 
 SCHEMA = 1
 FILE = "manifest.json"
@@ -86,8 +86,10 @@ class Preprocessing:
     def parse(cls, d, where: str):
         _check(d, dict, where)
         out = cls(*(_check(d.get(f.name, f.default), str, f"{where}.{f.name}") for f in fields(cls)))
-        if out.mode not in MODES or out.resize not in RESAMPLE or out.color != "RGB":
-            raise ManifestError(f"{where}: unknown mode, resize or color in {out}")
+        if out.mode not in MODES or out.resize not in RESAMPLE:
+            raise ManifestError(f"{where}: unknown mode or resize in {out}")
+        if problem := color_problem(out.mode, out.color):
+            raise ManifestError(f"{where}: {problem}")
         return out
 
 
@@ -332,9 +334,10 @@ class Manifest:
 
     @classmethod
     def for_model(cls, name: str, classes, size: int, source: Source, mode: str = "xception",
-                  output: str = "logits"):
-        """A manifest for a square NHWC RGB model with no artifacts yet."""
-        return cls(name, tuple(classes), Input(size, size), source, Preprocessing(mode), output)
+                  output: str = "logits", color: str = "RGB"):
+        """A manifest for a square NHWC model (RGB or L) with no artifacts yet."""
+        return cls(name, tuple(classes), Input(size, size, COLORS[color]), source, Preprocessing(mode, color=color),
+                   output)
 
     @classmethod
     def read(cls, bundle):
@@ -362,9 +365,13 @@ class Manifest:
                 if file not in published:
                     why = "failed parity" if file in {a.file for a in parsed} else "is not in the bundle"
                     raise ManifestError(f"{path}: cascades[{i}].{role}: {file} {why}")
-        return cls(_check(d.get("name", Path(bundle).name), str, f"{path}: name"), tuple(classes),
-                   Input.parse(d.get("input"), f"{path}: input"), Source.parse(d.get("source"), f"{path}: source"),
-                   Preprocessing.parse(d.get("preprocessing", {}), f"{path}: preprocessing"),
+        inp, pre = Input.parse(d.get("input"), f"{path}: input"), Preprocessing.parse(d.get("preprocessing", {}),
+                                                                                     f"{path}: preprocessing")
+        if inp.channels != COLORS[pre.color]:
+            raise ManifestError(f"{path}: input has {inp.channels} channels; preprocessing colour {pre.color} gives "
+                                f"{COLORS[pre.color]}")
+        return cls(_check(d.get("name", Path(bundle).name), str, f"{path}: name"), tuple(classes), inp,
+                   Source.parse(d.get("source"), f"{path}: source"), pre,
                    output_kind(d.get("output", "logits"), f"{path}: output"), parsed, pairs)
 
     def to_dict(self) -> dict:
@@ -400,7 +407,8 @@ class Manifest:
 
     def spec(self) -> ImageSpec:
         """How this bundle's images become inputs."""
-        return ImageSpec(self.input.height, self.input.width, self.preprocessing.mode, self.preprocessing.resize)
+        return ImageSpec(self.input.height, self.input.width, self.preprocessing.mode, self.preprocessing.resize,
+                         self.preprocessing.color)
 
     def verified(self) -> list[Artifact]:
         """The artifacts whose parity passed."""

@@ -13,7 +13,7 @@ from runtime.cascade import CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
 from runtime.formats import FORMATS, PRECISIONS, format_of
-from runtime.preprocessing import DEFAULT_LIMITS, MODES, RESAMPLE, DecodeLimits, ImageSpec
+from runtime.preprocessing import COLORS, DEFAULT_LIMITS, MODES, RESAMPLE, DecodeLimits, ImageSpec, color_problem
 from runtime.threads import profile as deployment
 
 DEFAULT_MODEL = "artifacts/default"
@@ -31,11 +31,13 @@ class ModelInfo:
     mode: str
     resize: str
     output: str = "logits"
+    color: str = "RGB"
 
     @classmethod
-    def from_dict(cls, meta: dict, where: str, overrides: dict | None = None, shape=None):
+    def from_dict(cls, meta: dict, where: str, overrides: dict | None = None, shape=None, channels=None):
         """From a manifest or a model file's metadata, with ``overrides`` (``--classes``, ``--size``,
-        ``--preprocessing``) winning and a bare file's fixed input ``shape`` (H, W) filling the size."""
+        ``--preprocessing``) winning and a bare file's fixed input ``shape`` (H, W) and ``channels`` filling
+        the size and colour."""
         if not isinstance(meta, dict) or not all(isinstance(meta.get(k, {}), dict) for k in ("preprocessing", "input")):
             raise ModelError(f"{where}: its metadata is not an object with preprocessing and input objects")
         pre, size = meta.get("preprocessing") or {}, meta.get("input") or {}
@@ -43,7 +45,8 @@ class ModelInfo:
                   "height": size.get("height") or (shape or (None, None))[0],
                   "width": size.get("width") or (shape or (None, None))[1],
                   "mode": pre.get("mode", "xception"), "resize": pre.get("resize", "nearest"),
-                  "output": meta.get("output", "logits"), **(overrides or {})}
+                  "output": meta.get("output", "logits"),
+                  "color": pre.get("color", "L" if channels == 1 else "RGB"), **(overrides or {})}
         missing = [flag for flag, known in (("--classes", fields["classes"]),
                                             ("--size", fields["height"] and fields["width"])) if not known]
         if missing:
@@ -52,7 +55,7 @@ class ModelInfo:
         check_classes(fields["classes"] if isinstance(fields["classes"], list) else None, f"{where}: classes")
         try:
             info = cls(str(fields["name"]), list(fields["classes"]), int(fields["height"]),
-                       int(fields["width"]), fields["mode"], fields["resize"], fields["output"])
+                       int(fields["width"]), fields["mode"], fields["resize"], fields["output"], fields["color"])
         except (TypeError, ValueError, OverflowError):
             raise ModelError(f"{where}: malformed classes or input size in its metadata") from None
         if not isinstance(info.mode, str) or info.mode not in MODES:
@@ -61,12 +64,14 @@ class ModelInfo:
             raise ModelError(f"{where}: unknown resize filter {info.resize!r:.40} (known: {', '.join(RESAMPLE)})")
         if not isinstance(info.output, str) or info.output not in OUTPUTS:
             raise ModelError(f"{where}: output {info.output!r:.40} is neither {' nor '.join(OUTPUTS)}")
+        if problem := color_problem(info.mode, info.color if isinstance(info.color, str) else repr(info.color)):
+            raise ModelError(f"{where}: {problem}")
         return info
 
     @property
     def spec(self) -> ImageSpec:
         """How this model's images become inputs."""
-        return ImageSpec(self.height, self.width, self.mode, self.resize)
+        return ImageSpec(self.height, self.width, self.mode, self.resize, self.color)
 
 
 @dataclass
@@ -147,8 +152,9 @@ class Classifier:
             raise ModelError(f"{path} is neither a model file nor a bundle folder")
         runner = load(path, format_of(path))
         meta = runner.metadata or manifest_beside(path)
-        return cls(runner, ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw), str(path), limits,
-                   said_by=size_origin(overrides, "its metadata" if runner.metadata else "the manifest beside it"))
+        info = ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw, runner.input_channels)
+        said = size_origin(overrides, "its metadata" if runner.metadata else "the manifest beside it")
+        return cls(runner, info, str(path), limits, said_by=said)
 
     def preprocess(self, source) -> np.ndarray:
         """One image (path, bytes, file) to this model's input, within this classifier's decode limits."""
@@ -206,6 +212,10 @@ def check_input(runner, info: ModelInfo, file: str, said_by: str):
     hw = runner.input_hw
     if hw and all(hw) and tuple(hw) != (info.height, info.width):
         raise ModelError(f"{file}: the model's input is {hw[0]}x{hw[1]}; {said_by} says {info.height}x{info.width}")
+    channels = runner.input_channels
+    if channels and channels != COLORS[info.color]:
+        raise ModelError(f"{file}: the model's input has {channels} channel{'s' * (channels != 1)}; {said_by} says "
+                         f"{info.color} ({COLORS[info.color]})")
     fixed = hw and all(hw)
     if not fixed and not 1 <= min(info.height, info.width) <= max(info.height, info.width) <= MAX_SIDE:
         raise ModelError(f"{file}: {said_by} asks for a {info.height}x{info.width} input; 1 to {MAX_SIDE} per side")

@@ -18,6 +18,7 @@ ImageSource = str | os.PathLike | bytes | io.IOBase
 
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (multi-picture) files
 RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+COLORS = {"RGB": 3, "L": 1}  # Pillow's mode -> the model's input channels
 
 
 def _xception(x: np.ndarray) -> np.ndarray:
@@ -63,6 +64,16 @@ class Mode:
 
 MODES = {"xception": Mode(_xception, "NHWC"), "tf": Mode(_xception, "NHWC"), "caffe": Mode(_caffe, "NHWC"),
          "torch": Mode(_torch, "NCHW"), "unit": Mode(_unit, "NHWC"), "none": Mode(_none, "NHWC")}
+RGB_ONLY = ("caffe", "torch")  # modes with a mean per RGB channel: no grayscale
+
+
+def color_problem(mode: str, color: str) -> str | None:
+    """Why a pixel mode and a colour cannot go together, or None."""
+    if color not in COLORS:
+        return f"colour {color!r:.20} is neither {' nor '.join(COLORS)}"
+    if color != "RGB" and mode in RGB_ONLY:
+        return f"preprocessing {mode} subtracts a mean per RGB channel: a one-channel ({color}) input cannot use it"
+    return None
 
 
 @dataclass(frozen=True)
@@ -127,12 +138,12 @@ def open_image(source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> Im
 
 
 def load_image(source: ImageSource, size: tuple[int, int], resize: str = "nearest",
-               limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
-    """Open an image as RGB and resize it to (height, width), as ``keras.utils.load_img``."""
+               limits: DecodeLimits = DEFAULT_LIMITS, color: str = "RGB") -> Image.Image:
+    """Open an image as ``color`` (RGB or L) and resize it to (height, width), as ``keras.utils.load_img``."""
     img = open_image(source, limits)
     try:
-        if img.mode != "RGB":
-            img = img.convert("RGB")
+        if img.mode != color:
+            img = img.convert(color)
         wh = (size[1], size[0])
         if img.size != wh:
             img = img.resize(wh, RESAMPLE[resize])
@@ -142,35 +153,41 @@ def load_image(source: ImageSource, size: tuple[int, int], resize: str = "neares
 
 
 def to_array(img: Image.Image, mode: str = "xception") -> np.ndarray:
-    """Turn an RGB image into the model's float32 input (HWC, or CHW for NCHW modes)."""
+    """Turn an RGB or L image into the model's float32 input (HWC, or CHW for NCHW modes)."""
     m = MODES[mode]
-    x = m.scale(np.array(img, dtype=np.float32))
+    x = np.array(img, dtype=np.float32)
+    x = m.scale(x[..., None] if x.ndim == 2 else x)
     return x.transpose(2, 0, 1) if m.layout == "NCHW" else x
 
 
 def preprocess(source: ImageSource, size: tuple[int, int], mode: str = "xception", resize: str = "nearest",
-               limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+               limits: DecodeLimits = DEFAULT_LIMITS, color: str = "RGB") -> np.ndarray:
     """One image from path/bytes/file to the model's float32 input, without batch axis."""
-    return to_array(load_image(source, size, resize, limits), mode)
+    return to_array(load_image(source, size, resize, limits, color), mode)
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """How an image becomes one model input: size, pixel mode and resize filter, carried as one value
-    from the bundle (or a model file's metadata) to every caller."""
+    """How an image becomes one model input: size, pixel mode, resize filter and colour, carried as one
+    value from the bundle (or a model file's metadata) to every caller."""
 
     height: int
     width: int
     mode: str = "xception"
     resize: str = "nearest"
+    color: str = "RGB"
 
     @property
     def size(self) -> tuple[int, int]:
         return self.height, self.width
 
+    @property
+    def channels(self) -> int:
+        return COLORS[self.color]
+
     def load(self, source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
         """One image to the model's float32 input, without batch axis."""
-        return preprocess(source, self.size, self.mode, self.resize, limits)
+        return preprocess(source, self.size, self.mode, self.resize, limits, self.color)
 
 
 def preprocess_batch(sources, size: tuple[int, int], mode: str = "xception") -> np.ndarray:
