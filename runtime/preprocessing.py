@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from runtime.errors import ImageError, first_line
+from runtime.image_bounds import check_header, check_opened
 
 ImageSource = str | os.PathLike | bytes | io.IOBase
 
@@ -125,8 +126,10 @@ def open_image(source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> Im
         data = read_bounded(source, limits.max_bytes)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            check_header(data)
             img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             check_cost(data, img, limits)
+            check_opened(data, img)
             img.load()
         return img
     except UnidentifiedImageError:

@@ -176,6 +176,8 @@ def parser():
                    help="seconds for a request head to arrive, else 408 (default 10)")
     p.add_argument("--body-timeout", type=positive_float, default=30.0,
                    help="seconds for a request body to arrive after its head, else closed (default 30)")
+    p.add_argument("--send-timeout", type=positive_float, default=10.0,
+                   help="seconds a response may wait on a client that does not read it, else closed (default 10)")
     p.add_argument("--idle-timeout", type=positive_float, default=5.0,
                    help="seconds an idle kept-alive connection stays open (default 5)")
     p.add_argument("--max-connections", type=positive_int, default=1000,
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
         return error(str(e))
     r = clf.runner
     connections = ConnectionLimits(args.header_timeout, args.body_timeout,
-                                   max(8, min(args.max_connections, open_files_allowed() - 64)))
+                                   max(8, min(args.max_connections, open_files_allowed() - 64)), args.send_timeout)
     log.info("model %s (%s %s, %s on %s, %d threads), %d classes", clf.name, r.metadata.get("format", "?"),
              clf.precision, r.backend, r.provider, r.threads, len(clf.info.classes))
     log.info("chosen: %s", clf.reason)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.bombs import com_flood, gif_comment_flood, png_of_size, progressive_jpeg, solid
+from benchmarks.bombs import com_flood, gif_comment_flood, png_of_size, progressive_jpeg, rle_bmp, solid, tiff_strips
 from runtime.classifier import Classifier
 from runtime.errors import OutputError
 from runtime.images import list_images
@@ -30,8 +30,8 @@ def raw(base: str, data: bytes) -> socket.socket:
     return sock
 
 
-def response(sock: socket.socket) -> tuple[int | None, bytes]:
-    """(status, body) of what the server sent before closing; status None when it just closed."""
+def everything(sock: socket.socket) -> bytes:
+    """All bytes the server sent before it closed the connection."""
     data = b""
     try:
         while chunk := sock.recv(65536):
@@ -39,6 +39,12 @@ def response(sock: socket.socket) -> tuple[int | None, bytes]:
     except OSError:
         pass
     sock.close()
+    return data
+
+
+def response(sock: socket.socket) -> tuple[int | None, bytes]:
+    """(status, body) of what the server sent before closing; status None when it just closed."""
+    data = everything(sock)
     if not data:
         return None, b""
     head, _, body = data.partition(b"\r\n\r\n")
@@ -154,6 +160,46 @@ def test_decode_limits_refuse_before_decoding_and_can_be_raised():
     assert preprocess(scans, (8, 8), limits=DecodeLimits(max_jpeg_scans=200)).shape == (8, 8, 3)
 
 
+def rle_rows(width: int, height: int) -> bytes:
+    """A real RLE8 BMP: every row one run of ``width`` pixels of colour 1 (width <= 255)."""
+    import struct
+
+    data = (bytes([width, 1]) + b"\x00\x00") * height + b"\x00\x01"
+    palette = b"\x00\x00\x00\x00" + b"\xff\x00\x00\x00"
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(data), 2835, 2835, 2, 0)
+    offset = 14 + len(info) + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + info + palette + data
+
+
+def test_rle_bmps_and_tiffs_are_bounded_by_what_the_file_holds():
+    with pytest.raises(Exception, match="RLE BMP of 16000000x1 pixels in 68 bytes: over 128 pixels per byte"):
+        preprocess(rle_bmp(16_000_000), (8, 8))
+    with pytest.raises(Exception, match="TIFF tag of 2600000 values is over the cap of 65536"):
+        preprocess(tiff_strips(2_600_000), (8, 8))
+    bmp = preprocess(rle_rows(200, 100), (100, 200))
+    assert bmp.shape == (100, 200, 3) and np.all(bmp[..., 2] == 1.0) and np.all(bmp[..., 0] == -1.0)
+    strips = preprocess(tiff_strips(20_000), (8, 8))  # tall but within the cap: decoded
+    assert strips.shape == (8, 8, 3)
+    assert preprocess(solid("TIFF", 300, 200, compression="tiff_deflate"), (8, 8)).shape == (8, 8, 3)
+
+
+def test_the_cli_and_lambda_refuse_the_bombs_and_answer_the_rest(converted, tiny_data, tmp_path, monkeypatch):
+    import runtime.lambda_function as lf
+
+    image = list_images(tiny_data / "test")[0]
+    (tmp_path / "bmp.bmp").write_bytes(rle_bmp(16_000_000))
+    (tmp_path / "strips.tif").write_bytes(tiff_strips(2_600_000))
+    res = run_module("runtime.predict", tmp_path / "bmp.bmp", tmp_path / "strips.tif", image, "--model", converted)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 1 and len(errors) == 2 and "RLE BMP" in errors[0] and "TIFF tag" in errors[1]
+    assert res.stdout.count(image.name) == 1
+    monkeypatch.setenv("RUNTIME_MODEL", str(converted))
+    monkeypatch.setattr(lf, "_model", None)
+    for data, why in ((rle_bmp(16_000_000), "RLE BMP"), (tiff_strips(2_600_000), "TIFF tag")):
+        result = lf.lambda_handler({"image": base64.b64encode(data).decode()}, None)
+        assert result["statusCode"] == 400 and why in result["error"], result
+
+
 def test_cli_reads_are_bounded_and_bad_settings_stop_at_start(converted, tiny_data):
     image = list_images(tiny_data / "test")[0]
     t = time.monotonic()
@@ -256,3 +302,42 @@ def test_a_real_progressive_jpeg_passes_the_scan_cap():
     Image.fromarray(pixels).save(buf, "JPEG", progressive=True)
     assert buf.getvalue().count(b"\xff\xda") >= 6
     assert preprocess(buf.getvalue(), (8, 8)).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 45\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 45\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", 400),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 45\r\nContent-Length: 45\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 100_000 + b"\r\n\r\n", 431),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X: 1\r\n" * 200 + b"\r\n", 431),
+])
+def test_ambiguous_framing_and_huge_heads_get_one_answer_and_a_closed_connection(guarded, head, status):
+    base, _ = guarded
+    hidden = b"0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"  # the request smuggled behind the first
+    data = everything(raw(base, head + hidden))
+    assert data.count(b"HTTP/1.1 ") == 1 and int(data.split()[1]) == status, data[:300]
+    assert "malformed HTTP request" in json.loads(data.partition(b"\r\n\r\n")[2])["error"]
+    assert get(base, "/health").status_code == 200
+
+
+def test_clients_that_never_read_their_pipelined_responses_do_not_lock_out_a_new_one(converted):
+    proc, base = start_server(converted, "--max-connections", "16", "--send-timeout", "3")
+    host, port = base.removeprefix("http://").split(":")
+    attackers = []
+    for _ in range(20):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        s.connect((host, int(port)))
+        s.sendall(b"GET /docs HTTP/1.1\r\nHost: x\r\n\r\n" * 150)
+        attackers.append(s)
+    start, answered = time.monotonic(), []
+    while time.monotonic() - start < 15 and len(answered) < 3:
+        try:
+            if get(base, "/health").status_code == 200:
+                answered.append(time.monotonic() - start)
+        except Exception:  # a reset while the server makes room
+            time.sleep(0.2)
+    for s in attackers:
+        s.close()
+    stop(proc)
+    assert len(answered) == 3, answered

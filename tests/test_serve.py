@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
@@ -29,8 +30,10 @@ def start_server(model, *flags):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RUNTIME_ALLOW_PRIVATE_URLS", None)
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would stall the server's logging, not the server
     proc = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--model", str(model), "--port", str(port),
-                             *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             *flags], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -39,16 +42,22 @@ def start_server(model, *flags):
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
-    pytest.fail(proc.stdout.read().decode())
+    pytest.fail(server_log(proc))
 
 
 def stop(proc) -> str:
     """Stop the server; its whole log, checked for tracebacks."""
     proc.terminate()
     proc.wait(timeout=20)
-    log = proc.stdout.read().decode()
+    log = server_log(proc)
     assert "Traceback" not in log, log
     return log
+
+
+def server_log(proc) -> str:
+    """Everything the server process has written."""
+    proc.log.seek(0)
+    return proc.log.read().decode()
 
 
 @pytest.fixture(scope="module")
