@@ -1,12 +1,12 @@
 """``python -m benchmarks.architectures --data D``: does any Keras image classifier convert, not only Xception?
 
 Each architecture of the matrix is built with ``weights=None`` (keras.applications) or by hand, fitted for
-a few epochs on four classes of DATA/train (so that its logits mean something), saved, and converted by
-``python -m convert MODEL --classes ... --preprocessing MODE --calibration DATA/train --parity
-DATA/validation``. The table gives, per architecture and file: published, refused by parity (with its
-agreement) or failed (with the reason), the agreement with Keras with its 95% interval, the accuracy on the
-four classes' test images, and the batch-1 milliseconds the conversion measured. Writes architectures.md
-and architectures.json.
+a few epochs on five distinct classes of DATA/train so that its logits mean something (BatchNorm momentum
+0.9, so that the moving statistics of a short training keep up), saved, and converted by ``python -m
+convert MODEL --classes ... --preprocessing MODE --calibration DATA/train --parity DATA/validation``. The
+table gives, per architecture and file: published, refused by parity (with its agreement) or failed (with
+the reason), the agreement with Keras with its 95% interval, the accuracy on the five classes' test images,
+and the batch-1 milliseconds the conversion measured. Writes architectures.md and architectures.json.
 """
 
 import os
@@ -31,6 +31,7 @@ class Arch:
     mode: str
     covers: str
     h5: bool = False
+    color: str = "RGB"
 
 
 MATRIX = (
@@ -42,6 +43,7 @@ MATRIX = (
     Arch("RescalingCNN", "rescaling", "none", "Sequential, Rescaling(1/255) inside"),
     Arch("SoftmaxCNN", "softmax", "xception", "a softmax head: probabilities out"),
     Arch("LegacyH5CNN", "plain", "unit", "a legacy HDF5 file, x/255 outside", h5=True),
+    Arch("GrayscaleCNN", "plain", "unit", "one input channel: images read as L", color="L"),
 )
 
 
@@ -81,8 +83,8 @@ def build(arch: Arch, size: int):
 
     n = len(CLASSES)
     if arch.build in ("plain", "rescaling", "softmax"):
-        layers = [keras.Input((size, size, 3))] + ([keras.layers.Rescaling(1 / 255)] if arch.build == "rescaling"
-                                                   else [])
+        layers = [keras.Input((size, size, 1 if arch.color == "L" else 3))] + (
+            [keras.layers.Rescaling(1 / 255)] if arch.build == "rescaling" else [])
         layers += [keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
                    keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
                    keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
@@ -112,7 +114,7 @@ def fit(arch: Arch, data: Path, size: int, epochs: int, out: Path) -> tuple[Path
     from runtime.preprocessing import ImageSpec
 
     keras.utils.set_random_seed(0)
-    spec = ImageSpec(size, size, arch.mode)
+    spec = ImageSpec(size, size, arch.mode, color=arch.color)
     train, test = (load_images(data / s, spec, list(CLASSES), 10 ** 6) for s in ("train", "test"))
     model = build(arch, size)
     for layer in model.layers:  # moving statistics that keep up with a short training from scratch
@@ -122,7 +124,7 @@ def fit(arch: Arch, data: Path, size: int, epochs: int, out: Path) -> tuple[Path
     model.compile(keras.optimizers.Adam(1e-3), loss)
     model.fit(train.batch, np.asarray(train.labels), epochs=epochs, batch_size=32, verbose=0)
     accuracy = float(np.mean(model.predict(test.batch, verbose=0).argmax(1) == np.asarray(test.labels)))
-    path = out / f"{arch.build}{'.h5' if arch.h5 else '.keras'}"
+    path = out / f"{arch.name}{'.h5' if arch.h5 else '.keras'}"
     model.save(path)
     return path, accuracy
 
@@ -187,8 +189,8 @@ def markdown(rows: list[ArchRow], head: dict) -> str:
 def parser():
     p = command_parser("python -m benchmarks.architectures", __doc__)
     p.add_argument("--data", type=Path, required=True, help="the clothing dataset (train/validation/test)")
-    p.add_argument("--size", type=positive_int, default=64, help="input size in pixels (default 64)")
-    p.add_argument("--epochs", type=positive_int, default=3, help="training epochs per architecture (default 3)")
+    p.add_argument("--size", type=positive_int, default=32, help="input size in pixels (default 32)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="training epochs per architecture (default 10)")
     p.add_argument("--only", help="comma-separated architecture names of the matrix (default: all)")
     p.add_argument("--out", type=Path, default=Path("runs/architectures"), help="default runs/architectures")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -224,7 +226,7 @@ def main(argv=None) -> int:
                 rows.append(row)
                 continue
             row.train_s, t = time.perf_counter() - t, time.perf_counter()
-            bundle = Path(tmp) / arch.build
+            bundle = Path(tmp) / arch.name
             res = convert(arch, model, data, bundle)
             row.convert_s, row.convert_rc = time.perf_counter() - t, res.returncode
             if res.returncode not in (0, 1):
