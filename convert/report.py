@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from convert.errors import ConvertError
+from convert.lock import bundle_lock
 from convert.pipeline import Export, convert
 from convert.source import make_bundle, open_source
 from runtime.bundle import Manifest
@@ -24,7 +25,7 @@ def bundle_of(args):
     if not args.source.is_file():
         raise ConvertError(f"no bundle or model at {args.source}")
     classes = [c for c in (args.classes or "").split(",") if c]
-    out = args.out or Path("artifacts") / args.source.stem
+    out = args.out or Path("artifacts") / args.source.stem  # the same folder as run()'s lock
     made = not out.exists()
     try:
         yield make_bundle(args.source, out, classes, args.size, args.preprocessing)
@@ -136,7 +137,8 @@ def run(args) -> int:
     if args.int8_report:
         return int8_report(args)
     wanted, images = precisions(args), parity_folder(args)
-    with bundle_of(args) as bundle:
+    target = args.source if args.source.is_dir() else args.out or Path("artifacts") / args.source.stem
+    with bundle_lock(target), bundle_of(args) as bundle:
         source = open_source(bundle)
         source.reduce_range = {"auto": None, "on": True, "off": False}[args.int8_reduce_range]
         try:

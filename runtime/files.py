@@ -37,9 +37,10 @@ def sha256_mapped(path, chunk=16 << 20) -> str:  # chunk: a multiple of the page
 
 @contextmanager
 def replacing(path, suffix=""):
-    """A temporary path beside ``path`` that is renamed onto it if the block succeeds, else removed."""
+    """A temporary path beside ``path`` (named for this process) that is renamed onto it if the block
+    succeeds, else removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial{suffix}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

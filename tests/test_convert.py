@@ -220,3 +220,28 @@ def test_cli_says_in_one_line_what_is_missing(tiny_bundle, tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == ("error: int8 needs --calibration DIR (at least 100 real images), "
                                                    "or leave it out: --precisions fp32,fp16")
+
+
+def test_a_second_convert_of_a_bundle_refuses_in_one_line_and_nothing_published_goes_missing(tiny_bundle, tiny_data,
+                                                                                           tmp_path):
+    bundle = tmp_path / "b"
+    clone(tiny_bundle, bundle, ignore=shutil.ignore_patterns("checkpoints"))
+    lock = tmp_path / ".b.lock"
+    first = subprocess.Popen([sys.executable, "-m", "convert", str(bundle), "--formats", "tflite", "--precisions",
+                              "fp16", "--parity", str(tiny_data / "validation")], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not lock.exists():
+        time.sleep(0.02)
+    second = subprocess.run([sys.executable, "-m", "convert", str(bundle), "--formats", "onnx", "--precisions",
+                             "fp16", "--parity", str(tiny_data / "validation")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert second.stderr.strip().splitlines()[-1].startswith(
+        f"error: {bundle}: another convert is writing this bundle (pid {first.pid}, since ")
+    listed = {a.file: a.sha256 for a in Manifest.read(bundle).artifacts}
+    on_disk = {p.name for p in bundle.glob("model.*.*") if p.suffix in (".onnx", ".tflite")}
+    assert on_disk == set(listed) and "model.fp16.tflite" in listed and "model.fp16.onnx" not in listed
+    assert all(sha256(bundle / name) == digest for name, digest in listed.items())
+    assert not lock.exists() and not list(bundle.glob(".*.partial*"))
