@@ -10,8 +10,7 @@ import numpy as np
 
 from convert.cache import cached
 from convert.errors import SourceError
-from runtime.bundle import Manifest, Source
-from runtime.classifier import MAX_SIDE
+from runtime.bundle import MAX_SIDE, Manifest, Source
 from runtime.errors import first_line
 from runtime.files import replacing, sha256
 from runtime.preprocessing import color_problem

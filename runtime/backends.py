@@ -3,7 +3,6 @@
 Inference libraries are imported inside the loaders, so importing this module is cheap.
 """
 
-import json
 import mmap
 import struct
 from dataclasses import dataclass, field
@@ -150,11 +149,13 @@ def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             meta = read_metadata(data).get(METADATA_KEY)
-        metadata = json.loads(meta) if meta else {}
         it = Interpreter(model_path=str(path), num_threads=threads)  # LiteRT maps the file: no copy in memory
         it.allocate_tensors()
     except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
+    from runtime.bundle import parse_metadata  # here: bundle.py imports the format table, which imports this
+
+    metadata = parse_metadata(meta, str(path))
     inp = it.get_input_details()[0]
     outputs = int(it.get_output_details()[0]["shape"][-1])
     return TFLiteRunner("litert", "xnnpack-cpu", threads, outputs, metadata, tuple(inp["shape_signature"].tolist()),
@@ -200,8 +201,10 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
         names = ", ".join(i.name for i in sess.get_inputs()[1:4])
         raise ModelError(f"{Path(path).name}: {len(sess.get_inputs())} inputs and {len(sess.get_outputs())} outputs; "
                          "an image classifier has one of each" + (f" (also asks for {names})" if names else ""))
+    from runtime.bundle import parse_metadata
+
     meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     outputs = sess.get_outputs()[0].shape[-1]
     inp = sess.get_inputs()[0]
     return OnnxRunner("onnxruntime", sess.get_providers()[0], threads, outputs if isinstance(outputs, int) else 0,
-                      json.loads(meta) if meta else {}, tuple(inp.shape), session=sess, input_name=inp.name)
+                      parse_metadata(meta, str(path)), tuple(inp.shape), session=sess, input_name=inp.name)

@@ -29,6 +29,7 @@ class ManifestError(ModelError):
 
 
 MAX_CLASSES, MAX_CLASS_NAME = 100_000, 200
+MAX_SIDE = 4096  # pixels per side of an input the runtime will resize an image to
 
 
 def check_classes(classes, where: str) -> list[str]:
@@ -201,6 +202,53 @@ def output_kind(value, where: str) -> str:
     if _check(value, str, where) not in OUTPUTS:
         raise ManifestError(f"{where}: {value!r:.40} is neither {' nor '.join(OUTPUTS)}")
     return value
+
+
+MAX_METADATA = 1 << 20  # bytes of a model file's own metadata: classes, input, preprocessing
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_metadata(raw: bytes | str | None, where: str) -> dict:
+    """A model file's embedded metadata (what ``convert`` writes: name, classes, input, preprocessing,
+    output, format, precision), parsed with the manifest's typed records: every field present is checked,
+    and ModelError names the first bad one. Nothing embedded: {}."""
+    if not raw:
+        return {}
+    if len(raw) > MAX_METADATA:
+        raise ModelError(f"{where}: its metadata is {len(raw)} bytes; at most {MAX_METADATA}")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray | memoryview) else raw
+        d = json.loads(text, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ModelError(f"{where}: its metadata is not UTF-8") from None
+    except RecursionError:
+        raise ModelError(f"{where}: its metadata is nested too deeply") from None
+    except ValueError as e:
+        raise ModelError(f"{where}: its metadata is not JSON ({str(e)[:80]})") from None
+    if not isinstance(d, dict):
+        raise ModelError(f"{where}: its metadata is a JSON {type(d).__name__}, not an object")
+    try:
+        for key in ("name", "format", "precision", "source_sha256"):
+            if key in d:
+                _check(d[key], str, f"{where}: metadata {key}")
+        if "classes" in d:
+            check_classes(d["classes"], f"{where}: metadata classes")
+        inp = Input.parse(d["input"], f"{where}: metadata input") if "input" in d else None
+        if inp is not None and max(inp.height, inp.width) > MAX_SIDE:
+            raise ManifestError(f"{where}: metadata input {inp.height}x{inp.width}; at most {MAX_SIDE} per side")
+        pre = Preprocessing.parse(d["preprocessing"], f"{where}: metadata preprocessing") \
+            if "preprocessing" in d else None
+        if inp is not None and pre is not None and inp.channels != COLORS[pre.color]:
+            raise ManifestError(f"{where}: metadata input has {inp.channels} channels; colour {pre.color} gives "
+                                f"{COLORS[pre.color]}")
+        if "output" in d:
+            output_kind(d["output"], f"{where}: metadata output")
+    except RecursionError:
+        raise ModelError(f"{where}: its metadata is nested too deeply") from None
+    return d
 
 
 def margin_of(value, where: str) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 
 from runtime.backends import Answer
 from runtime.bundle import FILE as MANIFEST
-from runtime.bundle import OUTPUTS, Manifest, ManifestError, check_classes, load_verified
+from runtime.bundle import MAX_SIDE, OUTPUTS, Manifest, ManifestError, check_classes, load_verified
 from runtime.cascade import CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
@@ -17,7 +17,6 @@ from runtime.preprocessing import COLORS, DEFAULT_LIMITS, MODES, RESAMPLE, Decod
 from runtime.threads import profile as deployment
 
 DEFAULT_MODEL = "artifacts/default"
-MAX_SIDE = 4096  # pixels per side of a model whose input size is not fixed by the model itself
 
 
 @dataclass
