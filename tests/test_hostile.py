@@ -13,9 +13,9 @@ from PIL import Image
 
 from benchmarks.bombs import com_flood, gif_comment_flood, png_of_size, progressive_jpeg, rle_bmp, solid, tiff_strips
 from runtime.classifier import Classifier
-from runtime.errors import OutputError
+from runtime.errors import ImageError, OutputError
 from runtime.images import list_images
-from runtime.preprocessing import DecodeLimits, preprocess
+from runtime.preprocessing import DecodeLimits, ImageSpec, preprocess
 from tests.conftest import run_module
 from tests.test_serve import start_server, stop
 
@@ -341,3 +341,95 @@ def test_clients_that_never_read_their_pipelined_responses_do_not_lock_out_a_new
         s.close()
     stop(proc)
     assert len(answered) == 3, answered
+
+
+GOOD_META = {"name": "c", "classes": ["a", "b", "c"], "input": {"height": 8, "width": 8},
+             "preprocessing": {"mode": "xception"}}
+
+
+@pytest.mark.parametrize("meta, why", [
+    ("[1, 2]", "its metadata is a JSON list, not an object"),
+    ('"abc"', "its metadata is a JSON str, not an object"),
+    ("{not json", "its metadata is not JSON"),
+    ("[" * 100_000 + "]" * 100_000, "its metadata is nested too deeply"),
+    ('{"classes": ["a", "b", "c"], "x": Infinity}', "its metadata is not JSON (Infinity is not JSON)"),
+    ('{"classes": ["a", "b", "c"], "x": NaN}', "its metadata is not JSON (NaN is not JSON)"),
+    ({**GOOD_META, "preprocessing": 5}, "metadata preprocessing: expected dict, got 5"),
+    ({**GOOD_META, "input": {"height": "8", "width": 8}}, "metadata input.height: expected int"),
+    ({**GOOD_META, "input": {"height": 10 ** 30, "width": 8}}, "metadata input 1000000000000000000000000000000x8"),
+    ({**GOOD_META, "classes": "abc"}, "metadata classes: expected a list of 1 to 100000 class names"),
+    ({**GOOD_META, "classes": ["a", "b\x1b[31m", "c"]}, "metadata classes"),
+    ({**GOOD_META, "output": "maybe"}, "metadata output: 'maybe' is neither logits nor probabilities"),
+    ({**GOOD_META, "preprocessing": {"mode": "zzz"}}, "metadata preprocessing: unknown mode or resize"),
+    ("x" * (2 << 20), "its metadata is 2097152 bytes; at most 1048576"),
+])
+def test_malformed_metadata_in_a_model_file_is_one_line_and_exit_2(tmp_path, tiny_data, meta, why):
+    path = constant_onnx(tmp_path / "m.onnx", [0.0, 1.0, 2.0])
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {"edge_classifier": meta if isinstance(meta, str) else json.dumps(meta)})
+    onnx.save(model, str(path))
+    res = run_module("runtime.predict", list_images(tiny_data / "test")[0], "--model", path, timeout=60)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {path}: "), res.stderr[-1500:]
+    assert why in lines[0], lines[0]
+
+
+def test_a_decoder_answers_in_checked_plain_bytes_never_a_pickle():
+    from runtime.sandbox import Sandbox, SandboxLimits, answer, read_answer, refusal
+
+    x = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
+    assert np.array_equal(read_answer(answer(x), (2, 4, 3)), x)
+    with pytest.raises(ImageError, match="^too big$"):
+        read_answer(refusal("too big"), (2, 4, 3))
+    for forged in (answer(x)[:-4], answer(np.zeros((2, 4, 1), np.float32)), b"\x80\x04K\x01.", b""):
+        with pytest.raises(ImageError, match="the decoder answered garbage"):
+            read_answer(forged, (2, 4, 3))
+    sandbox = Sandbox(SandboxLimits(workers=1))
+    try:
+        image = solid("PNG", 40, 30)
+        for spec in (ImageSpec(8, 8), ImageSpec(8, 8, "torch"), ImageSpec(8, 8, "unit", color="L")):
+            assert np.array_equal(sandbox.preprocess(image, spec, DecodeLimits()), spec.load(image))
+        with pytest.raises(ImageError, match="not an image"):
+            sandbox.preprocess(b"nothing", ImageSpec(8, 8), DecodeLimits())
+    finally:
+        sandbox.close()
+
+
+def _try_to_leave(port, memory, probe, out):
+    """In a child: drop the rights a decoder drops, then try to reach the parent, write a file, fork."""
+    import ctypes
+    import ctypes.util
+
+    from runtime.sandbox import drop_rights
+
+    isolated = drop_rights(memory, ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True))
+    tries = {}
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        tries["network"] = "reached"
+    except OSError:
+        tries["network"] = "refused"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"x" * 10)
+        tries["write"] = "written"
+    except OSError:
+        tries["write"] = "refused"
+    out.put((isolated, tries))
+
+
+def test_a_decoding_child_cannot_reach_the_network_or_write_files(tmp_path):
+    import multiprocessing
+
+    server = socket.create_server(("127.0.0.1", 0))
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=_try_to_leave, args=(server.getsockname()[1], 512 << 20, tmp_path / "probe", out))
+    child.start()
+    isolated, tries = out.get(timeout=60)
+    child.join(timeout=30)
+    server.close()
+    assert tries["write"] == "refused" and not (tmp_path / "probe").stat().st_size
+    if not isolated:
+        pytest.skip("this kernel allows no network namespace here; the child keeps the network")
+    assert tries["network"] == "refused"
