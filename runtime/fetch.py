@@ -2,7 +2,10 @@
 
 The connection goes to the address that was checked, not to a second DNS answer, so a
 rebinding name cannot slip a private address past the check. One wall-clock deadline covers
-name resolution, connect, TLS, status line, headers and body of every hop.
+name resolution, connect, TLS, status line, headers and body of every hop. Every byte read from the
+remote counts, framing included (status lines, headers, interim ``100 Continue`` responses, chunk-size
+lines): at most the body cap plus HEAD_BYTES, and at most MAX_LINES lines, so a fast hostile remote
+(endless one-byte chunks, endless interim responses) is refused after little work, not at the deadline.
 """
 
 import http.client
@@ -17,6 +20,8 @@ from runtime.netaddr import is_metadata, is_public
 from runtime.settings import FetchPolicy
 
 REDIRECTS = (301, 302, 303, 307, 308)
+HEAD_BYTES = 256 * 1024  # framing beyond the body: heads, interim responses, chunk-size lines
+MAX_LINES = 10_000  # header, interim-response and chunk-size lines of one response (a chunked 10 MB image: ~1,000)
 
 
 DEFAULT_POLICY = FetchPolicy()
@@ -34,6 +39,55 @@ class _Clock:
         if left <= 0:
             raise FetchError(f"timed out fetching {self.url[:80]}")
         return left
+
+
+class _Metered:
+    """A response's byte stream that counts every byte and line read from it against the fetch's caps."""
+
+    def __init__(self, fp, limit: int, url: str):
+        self.fp, self.limit, self.url = fp, limit, url
+        self.total = self.lines = 0
+
+    def _count(self, n: int, lines: int = 0):
+        self.total, self.lines = self.total + n, self.lines + lines
+        if self.total > self.limit:
+            raise FetchError(f"refused: {self.url[:80]} sent over {self.limit} bytes, framing included")
+        if self.lines > MAX_LINES:
+            raise FetchError(f"refused: {self.url[:80]} sent over {MAX_LINES} header, interim or chunk lines")
+
+    def readline(self, *args):
+        line = self.fp.readline(*args)
+        self._count(len(line), 1)
+        return line
+
+    def read(self, *args):
+        data = self.fp.read(*args)
+        self._count(len(data))
+        return data
+
+    def read1(self, *args):
+        data = self.fp.read1(*args)
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer):
+        n = self.fp.readinto(buffer)
+        self._count(n or 0)
+        return n
+
+    def __getattr__(self, name):
+        """Everything that reads nothing (peek, flush, close, closed) as the stream has it."""
+        return getattr(self.fp, name)
+
+
+class _MeteredResponse(http.client.HTTPResponse):
+    """http.client's response reading through ``_Metered`` (``limit`` and ``url`` are set per request)."""
+
+    limit, url = 0, ""
+
+    def __init__(self, sock, *args, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp = _Metered(self.fp, self.limit, self.url)
 
 
 def resolve(host: str, port: int, policy: FetchPolicy, clock: _Clock) -> str:
@@ -106,6 +160,7 @@ def _get(url: str, policy: FetchPolicy, clock: _Clock):
     """One request; returns (status, location, body) with the body capped at ``policy.max_bytes``."""
     host, port, tls, path = _target(url)
     conn = _Pinned(host, port, resolve(host, port, policy, clock), tls, clock)
+    conn.response_class = type("Response", (_MeteredResponse,), {"limit": policy.max_bytes + HEAD_BYTES, "url": url})
     watchdog = threading.Timer(clock.left(), conn.abort)
     watchdog.start()
     too_big = FetchError(f"refused: {url[:80]} is over {policy.max_bytes} bytes")

@@ -156,3 +156,28 @@ def test_metadata_addresses_are_refused_even_where_private_ones_are_allowed(ip):
     host = f"[{ip}]" if ":" in ip else ip
     with pytest.raises(FetchError, match="refused: .* cloud metadata address"):
         fetch(f"http://{host}/latest/meta-data/", PRIVATE)
+
+
+def endless(first: bytes, unit: bytes):
+    """A behaviour: send ``first``, then ``unit`` again and again as fast as the client reads."""
+    def behave(conn):
+        conn.sendall(first)
+        while True:
+            conn.sendall(unit * 1000)
+    return behave
+
+
+@pytest.mark.parametrize("behave, why", [
+    (endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\nx\r\n"),
+     "sent over 10000 header, interim or chunk lines"),
+    (endless(b"", b"HTTP/1.1 100 Continue\r\n\r\n"), "sent over 10000 header, interim or chunk lines"),
+    (endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1;" + b"e" * 60_000 + b"\r\nx\r\n"),
+     "sent over 10747904 bytes, framing included"),  # chunk extensions: 60 KB of framing per body byte
+])
+def test_framing_from_a_fast_remote_counts_against_the_caps(behave, why):
+    remote = Remote(behave)
+    try:
+        with pytest.raises(FetchError, match=why):
+            fetch(remote.base + "/x.jpg", FetchPolicy(allow_private=True, deadline=60))
+    finally:
+        remote.close()
