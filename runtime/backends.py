@@ -197,6 +197,9 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
         raise ModelError(f"cannot read {path}: {first_line(e)}") from None
     except Exception as e:  # onnxruntime raises its own untyped exceptions
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
+    if device == "gpu" and sess.get_providers()[0] not in GPU_PROVIDERS:
+        raise BackendUnavailable(f"{Path(path).name}: CUDA was asked for, but onnxruntime ran the session on "
+                                 f"{sess.get_providers()[0]} (CUDA or cuDNN libraries missing?)")
     if len(sess.get_inputs()) != 1 or len(sess.get_outputs()) != 1:
         names = ", ".join(i.name for i in sess.get_inputs()[1:4])
         raise ModelError(f"{Path(path).name}: {len(sess.get_inputs())} inputs and {len(sess.get_outputs())} outputs; "

@@ -135,8 +135,6 @@ def main(argv=None) -> int:
         return error(str(e))
     print(f"model: {clf.name} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads); "
           f"chosen: {clf.reason}", file=sys.stderr)
-    if args.device == "gpu" and clf.runner.provider == "CPUExecutionProvider":
-        print("warning: asked for the GPU but onnxruntime fell back to the CPU", file=sys.stderr)
     tally, pending = Tally(), []
     classes = clf.info.classes
 
