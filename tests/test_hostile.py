@@ -190,9 +190,11 @@ def test_the_cli_and_lambda_refuse_the_bombs_and_answer_the_rest(converted, tiny
     (tmp_path / "bmp.bmp").write_bytes(rle_bmp(16_000_000))
     (tmp_path / "strips.tif").write_bytes(tiff_strips(2_600_000))
     res = run_module("runtime.predict", tmp_path / "bmp.bmp", tmp_path / "strips.tif", image, "--model", converted)
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert res.returncode == 1 and len(errors) == 2 and "RLE BMP" in errors[0] and "TIFF tag" in errors[1]
-    assert res.stdout.count(image.name) == 1
+    errors = [line for line in res.stdout.splitlines() if ": error: " in line]
+    assert res.returncode == 1 and len(errors) == 2, res.stdout
+    assert errors[0].startswith(f"{tmp_path / 'bmp.bmp'}: error: RLE BMP of 16000000x1 pixels")
+    assert errors[1].startswith(f"{tmp_path / 'strips.tif'}: error: TIFF tag of 2600000 values")
+    assert "3 images: 1 answered, 2 failed" in res.stderr
     monkeypatch.setenv("RUNTIME_MODEL", str(converted))
     monkeypatch.setattr(lf, "_model", None)
     for data, why in ((rle_bmp(16_000_000), "RLE BMP"), (tiff_strips(2_600_000), "TIFF tag")):
