@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets/clothing-dataset-small
 
-.PHONY: main test install
+.PHONY: main test check install
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 test: install
 	$(PY) -m pytest -q
+
+check: install  # the fast tier: lint, and the tests that train, convert and soak nothing
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow"
 
 main: install
 	DATA=$(DATA) PY=$(PY) bash scripts/main.sh

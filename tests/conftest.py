@@ -138,3 +138,14 @@ def run_module(*args, env=None, timeout=600, input_bytes=None):
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=ROOT, env=full_env, input=input_bytes,
                           capture_output=True, text=input_bytes is None, timeout=timeout, check=False)
+
+
+SLOW_FIXTURES = {"tiny_bundle", "converted", "small_bundle"}  # a trained and converted model per session
+SLOW_MODULES = {"test_any_model", "test_train", "test_qat", "test_imagenet", "test_fuzz_regressions"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``slow`` what trains, converts or soaks: ``make check`` (-m "not slow") leaves it out."""
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
