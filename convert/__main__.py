@@ -5,7 +5,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from runtime.cli import command_parser, import_tensorflow_quietly, positive_int
+from runtime.cli import add_model_positional, command_parser, import_tensorflow_quietly, model_positional, positive_int
 from runtime.formats import FORMATS, PRECISIONS
 from runtime.preprocessing import MODES
 
@@ -36,8 +36,8 @@ def margin(text: str) -> float:
 
 def parser():
     p = command_parser("python -m convert", __doc__)
-    p.add_argument("source", type=Path, help="a bundle folder (with model.keras and manifest.json), "
-                                              "or a .keras/.h5 model file")
+    add_model_positional(p, "source", "a bundle folder (with model.keras and manifest.json), or a .keras/.h5 "
+                                      "model file")
     p.add_argument("--formats", type=csv(tuple(FORMATS)), default=list(FORMATS),
                    help=f"comma-separated (default {','.join(FORMATS)})")
     p.add_argument("--precisions", type=csv(PRECISIONS),
@@ -73,7 +73,8 @@ def parser():
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = model_positional(p, p.parse_args(argv), "source")
     import_tensorflow_quietly(args.verbose)
     if not args.verbose:  # the exporters' libraries warn about their own internals on every run
         for module in ("onnxconverter_common", "keras", "tf2onnx", "tensorflow"):

@@ -4,6 +4,7 @@ Inference libraries are imported inside the loaders, so importing this module is
 """
 
 import mmap
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,8 +150,11 @@ def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             meta = read_metadata(data).get(METADATA_KEY)
-        it = Interpreter(model_path=str(path), num_threads=threads)  # LiteRT maps the file: no copy in memory
-        it.allocate_tensors()
+        from runtime.cli import quiet_stderr  # here: the CLI helpers are not needed to run a file
+
+        with quiet_stderr(os.environ.get("RUNTIME_VERBOSE") != "1"):  # LiteRT's "INFO: Created ... delegate"
+            it = Interpreter(model_path=str(path), num_threads=threads)  # LiteRT maps the file: no copy in memory
+            it.allocate_tensors()
     except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
     from runtime.bundle import parse_metadata  # here: bundle.py imports the format table, which imports this

@@ -5,12 +5,30 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     """A parser whose description is the module's docstring as plain text (no RST double backticks)."""
     return argparse.ArgumentParser(prog=prog, description=(doc or "").replace("``", "") or None,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_model_positional(p: argparse.ArgumentParser, dest: str, help: str):
+    """The model as a positional argument, or as ``--model`` as in predict, serve and package (either)."""
+    p.add_argument(dest, type=Path, nargs="?", help=help + " (or give it as --model)")
+    p.add_argument("--model", type=Path, dest=f"{dest}_flag", metavar="MODEL", help=f"the same as {dest.upper()}")
+
+
+def model_positional(p: argparse.ArgumentParser, args, dest: str):
+    """The model given either way; argparse's usage error when neither or two different ones are."""
+    given, flag = getattr(args, dest), getattr(args, f"{dest}_flag")
+    if given and flag and given != flag:
+        p.error(f"{dest.upper()} {given} and --model {flag} disagree: give one")
+    if not (given or flag):
+        p.error(f"the model is missing: give {dest.upper()} or --model")
+    setattr(args, dest, given or flag)
+    return args
 
 
 def positive_int(text: str) -> int:
@@ -65,14 +83,48 @@ def add_thread_args(p: argparse.ArgumentParser):
 
 
 def add_model_args(p: argparse.ArgumentParser, model_help: str):
-    """``--model`` and the flags that describe a bare model file carrying no metadata."""
-    from runtime.preprocessing import MODES
+    """``--model``, the flags that pick a bundle's file (format, precision, device), those that describe a
+    bare model file carrying no metadata, and ``--verbose``: the same in every command that loads a model."""
+    from runtime.formats import DEVICES, FORMATS, PRECISIONS
 
     p.add_argument("--model", help=model_help)
+    p.add_argument("--format", choices=tuple(FORMATS), help="artifact format to pick from a bundle")
+    p.add_argument("--precision", choices=PRECISIONS, help="artifact precision to pick")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="gpu: ONNX Runtime's TensorRT/CUDA providers (default cpu)")
+    p.add_argument("--verbose", action="store_true", help="show the inference libraries' own log lines")
+    add_bare_model_args(p)
+
+
+def add_bare_model_args(p: argparse.ArgumentParser):
+    """The flags that describe a bare model file carrying no metadata."""
+    from runtime.preprocessing import MODES
+
     p.add_argument("--classes", help="class names in output order, comma-separated (a bare model file)")
     p.add_argument("--size", type=positive_int, help="input size in pixels, square (a bare model file)")
     p.add_argument("--preprocessing", choices=sorted(MODES),
                    help="pixel scaling of a bare model file, as Keras applications' modes (default xception)")
+
+
+def add_url_args(p: argparse.ArgumentParser):
+    """``--allow-private-urls``, beside its environment variable."""
+    p.add_argument("--allow-private-urls", action="store_true",
+                   help="fetch URLs that resolve to private or loopback addresses (as RUNTIME_ALLOW_PRIVATE_URLS=1; "
+                        "cloud metadata addresses stay refused)")
+
+
+def runtime_settings(args):
+    """The environment's settings with the command line's ``--allow-private-urls`` and ``--verbose`` applied."""
+    from dataclasses import replace
+
+    from runtime.settings import from_env
+
+    if getattr(args, "verbose", False):
+        os.environ["RUNTIME_VERBOSE"] = "1"
+    settings = from_env()
+    if getattr(args, "allow_private_urls", False):
+        settings = replace(settings, fetch=replace(settings.fetch, allow_private=True))
+    return settings
 
 
 def model_overrides(args) -> dict:

@@ -8,7 +8,6 @@ exceeded: by default the lower bound of B's agreement must clear the threshold o
 in conversion), on every image of the folder.
 """
 
-import argparse
 import json
 import sys
 from dataclasses import asdict
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.cli import (
-    add_model_args,
+    add_bare_model_args,
     command_parser,
     end_quietly_on_broken_pipe,
     error,
@@ -35,7 +34,7 @@ def parser():
     p.add_argument("b", help="compared: bundle folder, model file or .keras")
     p.add_argument("--images", required=True, help="folder of images (labelled class/image gives accuracy)")
     p.add_argument("--limit", type=positive_int, help="images used, spread over the folder (default: all)")
-    add_model_args(p, argparse.SUPPRESS)
+    add_bare_model_args(p)
     p.add_argument("--max-diff", type=float, help="fail when the max |logit difference| is above this")
     p.add_argument("--min-agreement", type=share,
                    help="fail when the measured top-1 agreement is below this fraction (default: the 95%% lower "

@@ -202,6 +202,7 @@ def run(args) -> int:
         return 0
     if not (args.model / MANIFEST).is_file():
         raise ModelError(f"--model {args.model}: no {MANIFEST} (not a converted bundle)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         package = build_lambda(args.model, args.format, args.precision, target, args.out)
     except BackendUnavailable as e:

@@ -6,6 +6,7 @@ A folder shows progress on stderr and ends with a summary (with accuracy when it
 class/image, as the dataset's test/ folder).
 """
 
+import itertools
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -14,15 +15,16 @@ from pathlib import Path
 from runtime.cli import (
     add_model_args,
     add_thread_args,
+    add_url_args,
     command_parser,
     end_quietly_on_broken_pipe,
     error,
     model_overrides,
     positive_int,
+    runtime_settings,
 )
 from runtime.errors import RuntimeToolkitError, first_line
-from runtime.formats import DEVICES, FORMATS, PRECISIONS
-from runtime.settings import from_env, is_url
+from runtime.settings import is_url
 
 PROGRESS_EVERY = 50  # images between progress lines on stderr
 
@@ -31,13 +33,11 @@ def parser():
     p = command_parser("python -m runtime.predict", __doc__)
     p.add_argument("inputs", nargs="+", help="image files, folders, http(s) URLs, or - for stdin")
     add_model_args(p, "model file or bundle (default: $RUNTIME_MODEL, else artifacts/default)")
-    p.add_argument("--format", choices=tuple(FORMATS), help="artifact format to pick from a bundle")
-    p.add_argument("--precision", choices=PRECISIONS, help="artifact precision to pick")
     p.add_argument("--top-k", type=positive_int, default=3, help="labels shown per image (default 3)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per inference call (default 8)")
+    p.add_argument("--limit", type=positive_int, help="answer at most this many inputs, folders expanded (default all)")
     add_thread_args(p)
-    p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="gpu: ONNX Runtime's TensorRT/CUDA providers (default cpu)")
+    add_url_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
 
@@ -65,7 +65,9 @@ class Tally:
     def summary(self) -> str:
         """One line: images answered and failed, accuracy where labelled."""
         n = self.answered + self.failed
-        text = f"{n} image{'' if n == 1 else 's'}: {self.answered} answered, {self.failed} failed"
+        if n == 1:
+            return f"1 image: {'answered' if self.answered else 'failed'}"
+        text = f"{n} images: {self.answered} answered, {self.failed} failed"
         if self.labelled:
             text += f"; accuracy {self.correct / self.labelled:.3f} on {self.labelled} labelled images"
         return text
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
     from runtime.classifier import Classifier
 
     try:
-        settings = from_env()
+        settings = runtime_settings(args)
         clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
                               model_overrides(args), settings.limits, args.profile)
     except RuntimeToolkitError as e:
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
                     answer(item, predicted(clf, row, args.top_k, again))
             pending.clear()
 
-    for item in expand(args.inputs):
+    for item in itertools.islice(expand(args.inputs), args.limit):
         if isinstance(item, tuple):
             flush()
             answer(*item)

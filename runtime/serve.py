@@ -25,11 +25,13 @@ from runtime.classifier import Classifier
 from runtime.cli import (
     add_model_args,
     add_thread_args,
+    add_url_args,
     command_parser,
     error,
     model_overrides,
     positive_float,
     positive_int,
+    runtime_settings,
 )
 from runtime.errors import BackendUnavailable, ConfigError, ModelError, RuntimeToolkitError
 from runtime.fetch import DEFAULT_POLICY, FetchPolicy
@@ -162,6 +164,7 @@ def parser():
                    help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 in a container)")
     p.add_argument("--port", type=port, default=os.environ.get("PORT", "8080"), help="default $PORT, else 8080")
     add_thread_args(p)
+    add_url_args(p)
     p.add_argument("--max-inflight", type=positive_int, default=32,
                    help="requests past their body held at once; more get 503 (default 32)")
     p.add_argument("--decoders", type=positive_int, default=2,
@@ -198,13 +201,12 @@ def main(argv=None) -> int:
     import uvicorn
 
     from runtime.connections import ConnectionLimits, open_files_allowed, protocol_for
-    from runtime.settings import from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        settings = from_env()
-        clf = Classifier.load(args.model, threads=args.threads, overrides=model_overrides(args),
-                              limits=settings.limits, profile=args.profile)
+        settings = runtime_settings(args)
+        clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
+                              model_overrides(args), settings.limits, args.profile)
     except RuntimeToolkitError as e:
         return error(str(e))
     r = clf.runner
