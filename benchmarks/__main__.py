@@ -10,7 +10,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.cli import add_model_args, command_parser, import_tensorflow_quietly, positive_float, positive_int
+from runtime.cli import (
+    add_bare_model_args,
+    add_model_positional,
+    command_parser,
+    import_tensorflow_quietly,
+    model_positional,
+    positive_float,
+    positive_int,
+)
 from runtime.formats import DEVICES
 
 
@@ -23,20 +31,26 @@ class Timing:
     cold_start: bool = True
 
 
+FULL, QUICK = Timing(50, 3.0), Timing(20, 1.0, cold_start=False)
+QUICK_LIMIT = 50  # --limit at or under it: a quick look, measured with QUICK
+
+
 def parser():
     p = command_parser("python -m benchmarks", __doc__)
-    p.add_argument("bundle", type=Path, help="bundle folder, or one model file (.onnx, .tflite, .keras)")
+    add_model_positional(p, "bundle", "bundle folder, or one model file (.onnx, .tflite, .keras)")
     p.add_argument("--images", type=Path, required=True, help="labelled images, e.g. the dataset's test/")
     p.add_argument("--limit", type=positive_int, default=10_000, help="at most this many images (default all)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where every row runs (default cpu)")
     p.add_argument("--out", type=Path, default=Path("runs/benchmarks"),
                    help="OUT/<bundle>[-gpu]/ is written here (default runs/benchmarks, not tracked by git)")
-    p.add_argument("--runs", type=positive_int, default=50, help="batch-1 latency runs per row (default 50)")
-    p.add_argument("--throughput-seconds", type=positive_float, default=3.0,
-                   help="seconds of batch-32 inference per row (default 3)")
-    p.add_argument("--no-cold-start", action="store_true",
-                   help="skip each row's fresh-process cold start (faster; those columns stay empty)")
-    add_model_args(p, argparse.SUPPRESS)
+    p.add_argument("--runs", type=positive_int,
+                   help=f"batch-1 latency runs per row (default 50; {QUICK.runs} with --limit <= {QUICK_LIMIT})")
+    p.add_argument("--throughput-seconds", type=positive_float,
+                   help=f"seconds of batch-32 inference per row (default 3; {QUICK.throughput_s:g} with "
+                        f"--limit <= {QUICK_LIMIT})")
+    p.add_argument("--cold-start", action=argparse.BooleanOptionalAction,
+                   help=f"each row's fresh-process cold start (default on; off with --limit <= {QUICK_LIMIT})")
+    add_bare_model_args(p)
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return p
 
@@ -86,7 +100,8 @@ def op_profiles(rows, sub, one) -> dict:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = model_positional(p, p.parse_args(argv), "bundle")
     import_tensorflow_quietly(args.verbose)
     import numpy as np
     from tqdm import tqdm
@@ -111,11 +126,18 @@ def main(argv=None) -> int:
     macs = count_file_macs(sub.macs_file)
     peaks = {"jax gpu": gpu_matmul_peak_gflops()} if args.device == "gpu" else matmul_peak_gflops()
     peak = {"fp32": max(peaks.values()), "int8": int8_peak_gops() if "onnxruntime" in peaks else float("nan")}
+    quick = args.limit <= QUICK_LIMIT
+    timing = Timing(args.runs or (QUICK.runs if quick else FULL.runs),
+                    args.throughput_seconds or (QUICK.throughput_s if quick else FULL.throughput_s),
+                    args.cold_start if args.cold_start is not None else not quick)
+    if quick:
+        print(f"quick mode (--limit {args.limit}): {timing.runs} runs, {timing.throughput_s:g} s of batch 32, "
+              f"cold starts {'on' if timing.cold_start else 'off'} per row", file=sys.stderr)
     rows, diffs, ref = [], {}, None
     for target in (bar := tqdm(sub.targets, desc="benchmark", unit="row", **progress_options())):
         bar.set_postfix_str(target.name)
         row, out = measure(target, args.device, images, sub.spec, ref, macs, peak,
-                           Timing(args.runs, args.throughput_seconds, not args.no_cold_start), sub.overrides)
+                           timing, sub.overrides)
         if target.name == "keras predict" and out is not None:
             ref = out
         if out is not None and ref is not None:
@@ -124,15 +146,16 @@ def main(argv=None) -> int:
     head = {"bundle": sub.name, "device": args.device, "provenance": provenance(), "images": len(images.files),
             "images_dir": str(args.images), "input": f"{sub.spec.height}x{sub.spec.width}", "gmacs": macs / 1e9,
             "matmul_peak_gflops": peak["fp32"], "matmul_gflops_by_library": peaks, "int8_peak_gops": peak["int8"],
-            "op_ms": op_profiles(rows, sub, images.batch[:1]), "goals": None,
+            "op_ms": op_profiles(rows, sub, images.batch[:1]), "internal_goals": None,
             "logit_range": float(np.ptp(ref)) if ref is not None else None}
-    head["goals"] = goals(rows, head["op_ms"])
+    head["internal_goals"] = goals(rows, head["op_ms"])
     out = args.out / (sub.name + ("-gpu" if args.device == "gpu" else ""))
-    write(rows, head, diffs, out)
+    md = write(rows, head, diffs, out)
     print("\n" + terminal(rows))
+    print("\n" + "\n".join(line.replace("**", "") for line in md.split("\n\n")[1].splitlines()))
     ok = sum(r.status == "ok" for r in rows)
     print(f"\n{ok}/{len(rows)} rows measured; every column in {out}/report.md (also report.json, results.csv, "
-          "latency_vs_accuracy.png, logit_diffs.png)")
+          "report.html, latency_vs_accuracy.png, logit_diffs.png)")
     return 0
 
 

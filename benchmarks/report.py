@@ -1,12 +1,16 @@
-"""The report: a Markdown table (stdout and report.md), report.json, results.csv and two PNG plots."""
+"""The report: a verdict, then a Markdown table (stdout and report.md), report.html with the plots in it,
+report.json, results.csv and two PNG plots."""
 
+import base64
 import csv
+import html
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
 from benchmarks.rows import Row
 from runtime.files import write_json
+from runtime.parity import THRESHOLDS, images_needed
 
 COLUMNS = [("name", "target", "{}"), ("status", "status", "{}"), ("size_mb", "MB", "{:.1f}"),
            ("max_abs_diff", "max abs diff", "{:.2e}"), ("top1_agreement", "top-1 agree [95%]", "{:.1%}"),
@@ -25,6 +29,8 @@ def cell(row: Row, key: str, fmt: str) -> str:
         return f"{row.status}: {row.reason}"
     if key == "top1_agreement" and value is not None and row.agreement_interval:
         return f"{value:.1%} [{row.agreement_interval[0]:.1%}-{row.agreement_interval[1]:.1%}]"
+    if key == "peak_share" and value is not None and value > 1:
+        return f"{value:.0%} (noise: over the peak measured before the rows)"
     return "-" if value is None or value == "" else fmt.format(value)
 
 
@@ -44,10 +50,59 @@ def _f(value, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def threshold_of(row: Row):
+    """The parity threshold of a row's precision (a cascade has its own), or None for Keras' rows."""
+    return THRESHOLDS.get("cascade" if row.format == "cascade" else row.precision) if row.format != "keras" else None
+
+
+def verdict(rows: list[Row], images: int) -> list[str]:
+    """What to deploy on this machine, first: the fastest file here that keeps the trained model's answers
+    (fp32, fp16 or a cascade, agreeing at least as its threshold asks, and with n large enough, its 95% lower
+    bound too), against Keras; then the fastest file of all if it trades answers for speed, and a warning when
+    the images cannot tell the thresholds apart."""
+    keras = next((r for r in rows if r.name == "keras predict" and r.p50_ms), None)
+    needed = images_needed(THRESHOLDS["fp32"].min_top1_agreement)
+
+    def keeps(r: Row) -> bool:
+        t = threshold_of(r)
+        if r.status != "ok" or not r.p50_ms or r.top1_agreement is None or t is None or r.precision == "int8":
+            return False
+        return r.top1_agreement >= t.min_top1_agreement and (
+            images < needed or r.agreement_interval[0] >= t.min_top1_agreement)
+
+    def said(r: Row) -> str:
+        speed = (f"{keras.p50_ms / r.p50_ms:.1f}x faster than Keras at batch 1 ({r.p50_ms:.1f} vs {keras.p50_ms:.1f} "
+                 "ms p50)") if keras else f"{r.p50_ms:.1f} ms p50 at batch 1"
+        lo, hi = r.agreement_interval or (0, 1)
+        accuracy = f", accuracy {r.accuracy:.3f}" if r.accuracy is not None else ""
+        return f"{speed}, agrees with Keras on {r.top1_agreement:.1%} [{lo:.1%}-{hi:.1%}] of {images} images{accuracy}"
+    fit = sorted((r for r in rows if keeps(r)), key=lambda r: r.p50_ms)
+    if not fit:
+        lines = [f"**No file to deploy**: none measured here keeps Keras' answers on these {images} images."]
+    else:
+        best = fit[0]
+        default = next((r for r in rows if r.default), None)
+        lines = [f"**Deploy {best.name}**: {said(best)}."]
+        if default is not None and default is not best:
+            lines[0] += (f" (The runtime's default for this bundle is {default.name}, chosen from the conversion's "
+                         f"timings; `--format {best.format if best.format != 'cascade' else best.name.split()[-1]}` "
+                         "follows this run.)")
+        fastest = min((r for r in rows if r.status == "ok" and r.p50_ms and r.top1_agreement is not None),
+                      key=lambda r: r.p50_ms)
+        if fastest.p50_ms < best.p50_ms and fastest.precision == "int8":
+            lines.append(f"Fastest: {fastest.name}, {said(fastest)}; plain int8 changes some answers where the "
+                         "model is nearly tied (see the bundle's parity).")
+    if images < needed:
+        lines.append(f"**Warning**: {images} images cannot tell 97% agreement from 100% (a perfect agreement's "
+                     f"lower bound clears 98% only from {needed} images): the agreements here are weak evidence; "
+                     "the bundle's conversion checked every file on its parity images.")
+    return lines
+
+
 def markdown(rows: list[Row], head: dict) -> str:
-    """Provenance lines, the table, then the goals and how far each is met."""
+    """The verdict, provenance lines, then the table."""
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in head["provenance"]["flags"].items())
-    lines = [f"# Benchmark: {head['bundle']} on {head['device']}", "",
+    lines = [f"# Benchmark: {head['bundle']} on {head['device']}", "", *verdict(rows, head["images"]), "",
              f"- date: {head['provenance']['date']}; CPU: {head['provenance']['cpu']} "
              f"({head['provenance']['usable_cpus']} usable of {head['provenance']['cores']} cores)",
              f"- flags: {flags}",
@@ -66,9 +121,50 @@ def markdown(rows: list[Row], head: dict) -> str:
                   "depends on the image): the mean is int8 plus the re-check rate times the float file, and the "
                   "p90/p99 are int8 plus a whole float run."]
         lines += [f"- {r.name}: {r.about}" for r in rows if r.about]
-    if head.get("goals"):
-        lines += ["", "## Goals", ""] + [f"- {g}" for g in head["goals"]]
+    if head.get("op_ms"):
+        lines += ["", "## Time by operator (batch 1, onnxruntime's profiler)", "",
+                  "Profiled runs are slower than the row's p50 (the profiler times every node); read the "
+                  "shares, not the sums."] + [
+            f"- {name}: " + ", ".join(f"{op} {ms:.1f} ms ({ms / sum(ops.values()):.0%})" for op, ms in
+                                      list(ops.items())[:5]) for name, ops in head["op_ms"].items() if ops]
     return "\n".join(lines) + "\n"
+
+
+def to_html(md: str, out: Path) -> str:
+    """report.md as one self-contained HTML page, with the plots embedded."""
+    body, table = [], []
+
+    def flush_table():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]) + "</table>")
+            table.clear()
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        text = html.escape(line)
+        text = text.replace("**", "<b>", 1).replace("**", "</b>", 1) if text.count("**") >= 2 else text
+        if line.startswith("# "):
+            body.append(f"<h1>{text[2:]}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{text[3:]}</h2>")
+        elif line.startswith("- "):
+            body.append(f"<li>{text[2:]}</li>")
+        elif line:
+            body.append(f"<p>{text}</p>")
+    flush_table()
+    for png in ("latency_vs_accuracy.png", "logit_diffs.png"):
+        if (out / png).is_file():
+            data = base64.b64encode((out / png).read_bytes()).decode()
+            body.append(f'<p><img alt="{png}" src="data:image/png;base64,{data}"></p>')
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto}table{border-collapse:collapse;"
+             "font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}")
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>benchmark</title><style>{style}</style>"
+            "</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def plots(rows: list[Row], diffs: dict, out: Path, logit_range: float | None = None):
@@ -121,6 +217,7 @@ def write(rows: list[Row], head: dict, diffs: dict, out: Path) -> str:
         writer.writeheader()
         writer.writerows(asdict(r) for r in rows)
     plots(rows, diffs, out, head.get("logit_range"))
+    (out / "report.html").write_text(to_html(md, out))
     return md
 
 

@@ -66,6 +66,7 @@ class Row:
     cold_start_s: float | None = None
     peak_rss_mb: float | None = None
     about: str = ""  # a cascade row: its pair and gate
+    default: bool = False  # what the runtime chooses for this bundle on this device
 
 
 def targets(bundle: Path) -> list[Target]:
@@ -161,7 +162,7 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: dic
     """Measure one target; a missing backend or file gives an 'unavailable' row, an error a 'failed' one."""
     from benchmarks.timing import latency, throughput
 
-    row = Row(target.name, target.format, target.precision, device)
+    row = Row(target.name, target.format, target.precision, device, default=target.default)
     if target.cascade is not None:
         row.about = f"{target.cascade.name}, gate {target.cascade.margin:.2f}" + (" (default)" if target.default
                                                                                    else "")

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from runtime.images import list_images
+from runtime.parity import THRESHOLDS
 from runtime.preprocessing import preprocess_batch
 from tests.conftest import clone, run_module
 
@@ -55,7 +56,17 @@ def test_every_column_is_filled_or_explained(report):
     int8_ops = data["op_ms"]["onnx int8"]
     assert "ConvInteger" in int8_ops or "QLinearConv" in int8_ops, int8_ops
     assert "Conv" in data["op_ms"]["onnx fp32"] and all(v >= 0 for v in int8_ops.values())
-    assert any(g.startswith("onnx int8 batch 1") for g in data["goals"])
+    assert any(g.startswith("onnx int8 batch 1") for g in data["internal_goals"])
+    md = (out / "report.md").read_text()
+    lines = md.split("\n\n")[1].splitlines()
+    keeps = [r for r in rows.values() if r["status"] == "ok" and r["format"] != "keras" and r["precision"] != "int8"
+             and r["top1_agreement"] >= THRESHOLDS["cascade" if r["format"] == "cascade" else
+                                                   r["precision"]].min_top1_agreement]
+    best = min(keeps, key=lambda r: r["p50_ms"])
+    assert lines[0].startswith(f"**Deploy {best['name']}**: ") and "of 18 images" in lines[0]
+    assert lines[-1].startswith("**Warning**: 18 images cannot tell 97% agreement from 100%")
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and page.count("data:image/png;base64,") == 2
     table = stdout.strip().split("\n\n")[0].splitlines()
     assert table[0].split() == ["target", "status", "MB", "agree", "acc", "p50", "ms", "x", "keras"]
     assert max(map(len, table)) <= 80 and len(table) == 11
