@@ -91,7 +91,7 @@ def subject(args) -> Subject:
 
 def op_profiles(rows, sub, one) -> dict:
     """Per-operator milliseconds of the fp32 and int8 ONNX files, when both were measured."""
-    from benchmarks.op_profile import op_times
+    from benchmarks.measure.op_profile import op_times
 
     by = {r.name: r for r in rows if r.status == "ok"}
     targets = {t.name: t for t in sub.targets}
@@ -106,12 +106,12 @@ def main(argv=None) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from benchmarks.flops import count_file_macs
     from benchmarks.goals import goals
-    from benchmarks.provenance import provenance
+    from benchmarks.measure.flops import count_file_macs
+    from benchmarks.measure.provenance import provenance
+    from benchmarks.measure.timing import gpu_matmul_peak_gflops, int8_peak_gops, matmul_peak_gflops
     from benchmarks.report import terminal, write
     from benchmarks.rows import measure
-    from benchmarks.timing import gpu_matmul_peak_gflops, int8_peak_gops, matmul_peak_gflops
     from runtime.cli import error, progress_options
     from runtime.errors import RuntimeToolkitError
     from runtime.images import load_images

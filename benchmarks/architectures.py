@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     if not all((args.data / s / c).is_dir() for s in ("train", "validation", "test") for c in CLASSES):
         return error(f"--data {args.data}: needs train/, validation/ and test/ with {', '.join(CLASSES)}")
     import_tensorflow_quietly(args.verbose)
-    from benchmarks.provenance import provenance
+    from benchmarks.measure.provenance import provenance
     from runtime.bundle import Manifest
     from runtime.files import write_json
 

@@ -126,14 +126,14 @@ def e2e(bundle: Path, images: Path) -> dict:
 
 def measure(args) -> Report:
     """Logits of Keras, the fp32 exports, the int8 files and each cascade; the alternated timings."""
-    from benchmarks.provenance import provenance
+    from benchmarks.measure.provenance import provenance
     from benchmarks.rows import load_cascade
     from runtime.bundle import Manifest, load_verified
     from runtime.choice import cascade_choice
+    from runtime.engines.keras_runner import load_keras
     from runtime.errors import ModelError
     from runtime.formats import FORMATS
     from runtime.images import load_images
-    from runtime.keras_runner import load_keras
     from runtime.parity import compare
 
     m = Manifest.read(args.bundle)

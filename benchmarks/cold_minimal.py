@@ -4,7 +4,7 @@ from spawn to exit and each process's own peak RSS (read in the process as it en
 
 The runtime's bytecode is compiled first, as ``pip install`` and ``runtime.package`` do (without it a
 checkout run under PYTHONDONTWRITEBYTECODE compiles every module on every start). Its first start hashes
-the model and notes it (runtime/verified.py, in a fresh folder); the later ones find it noted.
+the model and notes it (runtime/checks/verified.py, in a fresh folder); the later ones find it noted.
 """
 
 import compileall

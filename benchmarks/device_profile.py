@@ -20,8 +20,8 @@ from pathlib import Path
 from benchmarks.rows import ROOT, child_env
 from runtime.bundle import Manifest
 from runtime.cli import command_parser, positive_int
-from runtime.cpuinfo import cpu_info
 from runtime.errors import ModelError, RuntimeToolkitError, one_line_errors
+from runtime.machine.cpuinfo import cpu_info
 
 
 @dataclass(frozen=True)

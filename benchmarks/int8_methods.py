@@ -1,5 +1,5 @@
 """``python -m benchmarks.int8_methods BUNDLE --calibration DIR --parity DIR``: every int8 method of
-``convert.int8_methods`` against Keras, next to the fp32 export of the same format, measured in one run:
+``convert.int8.methods`` against Keras, next to the fp32 export of the same format, measured in one run:
 top-1 agreement, accuracy, rows with tied logits, how close Keras's own two best classes were on the images
 whose top class changed, batch-1 latency, size, and the parity verdict."""
 
@@ -112,7 +112,7 @@ def run(args) -> tuple[list[MethodRow], np.ndarray, int]:
     the Keras logits they were compared with and the number of calibration images."""
     from convert import to_onnx, to_tflite
     from convert.calibration import calibration_set
-    from convert.int8_methods import METHODS
+    from convert.int8.methods import METHODS
     from convert.source import open_source
     from runtime.images import load_images
 
@@ -181,7 +181,7 @@ def _f(value, fmt: str) -> str:
 def check_selection(formats: list[str], methods: list[str] | None):
     """ConvertError naming a format without int8 methods, or a method that none of ``formats`` has."""
     from convert.errors import ConvertError
-    from convert.int8_methods import DEFAULT, METHODS
+    from convert.int8.methods import DEFAULT, METHODS
 
     if bad := [f for f in formats if f not in DEFAULT]:
         raise ConvertError(f"no int8 methods for format {bad[0]!r}; known: {', '.join(DEFAULT)}")
@@ -211,11 +211,11 @@ def parser():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     import_tensorflow_quietly(args.verbose)
-    from benchmarks.provenance import provenance
+    from benchmarks.measure.provenance import provenance
     from convert.errors import ConvertError
-    from runtime.cpuinfo import cpu_info
     from runtime.errors import RuntimeToolkitError, one_line_errors
     from runtime.files import write_json
+    from runtime.machine.cpuinfo import cpu_info
 
     def go():
         for folder in (args.bundle, args.calibration, args.parity):

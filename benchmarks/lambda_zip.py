@@ -22,8 +22,8 @@ from pathlib import Path
 from runtime.cli import command_parser, positive_int
 from runtime.errors import ModelError, RuntimeToolkitError, one_line_errors
 from runtime.formats import FORMATS, PRECISIONS
-from runtime.package import build_lambda
-from runtime.wheels import Target
+from runtime.package.build import build_lambda
+from runtime.package.wheels import Target
 
 CHILD = """
 # Standard library only: sys.path holds the unpacked function alone (so no benchmarks.coldstart here).

@@ -98,7 +98,7 @@ def file_target(path: Path) -> list[Target]:
 def load(target: Target, device: str):
     """A runner for the target (BackendUnavailable / RuntimeToolkitError when it cannot be had)."""
     if target.format == "keras":
-        from runtime.keras_runner import load_keras
+        from runtime.engines.keras_runner import load_keras
 
         return load_keras(target.file, None, device, compiled=target.name == "keras compiled")
     if target.cascade is not None:
@@ -160,7 +160,7 @@ def cold_start(target: Target, image: str, device: str, overrides=None, spec=Non
 def measure(target: Target, device: str, images, spec, ref, macs: int, peak: dict, timing,
             overrides=None) -> tuple[Row, np.ndarray]:
     """Measure one target; a missing backend or file gives an 'unavailable' row, an error a 'failed' one."""
-    from benchmarks.timing import latency, throughput
+    from benchmarks.measure.timing import latency, throughput
 
     row = Row(target.name, target.format, target.precision, device, default=target.default)
     if target.cascade is not None:

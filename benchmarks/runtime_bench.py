@@ -17,18 +17,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.cold_minimal import ColdPair, compare
+from benchmarks.measure.timing import latency
 from benchmarks.rows import ROOT
-from benchmarks.timing import latency
 from runtime.bundle import Manifest
 from runtime.choice import choose
 from runtime.classifier import Classifier
 from runtime.cli import command_parser, positive_int
-from runtime.cpuinfo import cpu_info
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
 from runtime.formats import FORMATS, PRECISIONS
-from runtime.package import slim
+from runtime.machine.cpuinfo import cpu_info
+from runtime.package.build import slim
+from runtime.package.wheels import Target
 from runtime.preprocessing import preprocess
-from runtime.wheels import Target
 
 ARM64_GLIBC = "2.34"  # Graviton Lambdas on Amazon Linux 2023; Raspberry Pi OS bookworm has 2.36
 

@@ -1,7 +1,7 @@
 """``python -m benchmarks.shared_cores BUNDLE``: batch-1 latency of each thread count and spinning choice,
 on an idle machine and beside a busy neighbour process (one CPU-bound Python loop), per verified artifact.
 
-It is the measurement behind the deployment profiles in runtime/threads.py (server, lambda, shared).
+It is the measurement behind the deployment profiles in runtime/machine/threads.py (server, lambda, shared).
 """
 
 import functools
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.timing import latency
+from benchmarks.measure.timing import latency
 from runtime.bundle import Manifest, artifact_path
 from runtime.cli import command_parser, positive_int
-from runtime.cpuinfo import cpu_info
 from runtime.errors import ModelError, RuntimeToolkitError, one_line_errors
 from runtime.formats import FORMATS
-from runtime.threads import PROFILES, available_cpus
+from runtime.machine.cpuinfo import cpu_info
+from runtime.machine.threads import PROFILES, available_cpus
 
 
 @dataclass

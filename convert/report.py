@@ -102,8 +102,8 @@ def cascade_table(pairs) -> str:
 def int8_report(args) -> int:
     """Write the per-layer int8 error report of a bundle and print its worst layers."""
     from convert.calibration import calibration_set
-    from convert.int8_report import onnx_layers, tflite_layers, write
-    from runtime.cpuinfo import cpu_info
+    from convert.int8.layer_report import onnx_layers, tflite_layers, write
+    from runtime.machine.cpuinfo import cpu_info
 
     if not args.source.is_dir():
         raise ConvertError(f"--int8-report needs a bundle folder; {args.source} is not one")

@@ -1,5 +1,5 @@
 """ONNX exports: fp32 through Keras' exporter (tf2onnx), fp16 with float32 I/O, int8 by the methods of
-``convert.int8_methods`` (static QDQ per channel by default)."""
+``convert.int8.methods`` (static QDQ per channel by default)."""
 
 import hashlib
 import json
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from convert.cache import cached
-from convert.channel_pad import pad_channels
-from convert.int8_methods import Method, method
-from convert.mixed import activation_grid, unround, worst_tensors
-from convert.onnx_graph import equalize, equalize_relu, gptq, not_applied, round_weights
-from convert.sequential import sequential_gptq
+from convert.int8.channel_pad import pad_channels
+from convert.int8.methods import Method, method
+from convert.int8.mixed import activation_grid, unround, worst_tensors
+from convert.int8.onnx_graph import equalize, equalize_relu, gptq, not_applied, round_weights
+from convert.int8.sequential import sequential_gptq
 from runtime.backends import METADATA_KEY
-from runtime.cpuinfo import cpu_info
+from runtime.machine.cpuinfo import cpu_info
 
 EQUALIZE_IMAGES = 64
 GPTQ_IMAGES = 128
@@ -245,7 +245,7 @@ def int8(source, calibration, dest, how: Method) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from convert.qat_pack import trained_graph
+    from convert.int8.qat_pack import trained_graph
 
     o, recorded = how.options, {}
     tmp = source.scratch / "int8.onnx"

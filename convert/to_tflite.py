@@ -1,13 +1,13 @@
-"""TFLite exports from the SavedModel: fp32, fp16 weights, int8 by the methods of ``convert.int8_methods``
-(full integer with float32 I/O by default, its RELUs in float: ``convert.tflite_relu``), plus a metadata buffer."""
+"""TFLite exports from the SavedModel: fp32, fp16 weights, int8 by the methods of ``convert.int8.methods``
+(full integer with float32 I/O by default, its RELUs in float: ``convert.int8.tflite_relu``), plus a metadata buffer."""
 
 import json
 
 import numpy as np
 
-from convert.int8_methods import Method, method
-from convert.tflite_flatbuffer import packed, read
-from convert.tflite_relu import float_relus
+from convert.int8.methods import Method, method
+from convert.int8.tflite_flatbuffer import packed, read
+from convert.int8.tflite_relu import float_relus
 from runtime.backends import METADATA_KEY
 
 
@@ -60,15 +60,16 @@ def gptq_saved_model(source, calibration):
 
 
 def grid_converter(source, calibration, onnx_method: Method) -> tuple:
-    """A converter of ``onnx_method``'s graph (equalized, GPTQ-rounded or fine-tuned by ``convert.qat_train``) run as
-    TensorFlow ops with fake quantization on its activation grid: TFLite's int8 file then has the ONNX file's
-    ranges and weights instead of its own min/max calibration. Returns the converter and notes on the training."""
+    """A converter of ``onnx_method``'s graph (equalized, GPTQ-rounded or fine-tuned by
+    ``convert.int8.qat_train``) run as TensorFlow ops with fake quantization on its activation grid: TFLite's
+    int8 file then has the ONNX file's ranges and weights instead of its own min/max calibration. Returns the
+    converter and notes on the training."""
     import tensorflow as tf
 
     from convert import to_onnx
-    from convert.onnx_graph import not_applied
-    from convert.onnx_tf import OnnxGraph
-    from convert.qat_pack import trained_graph
+    from convert.int8.onnx_graph import not_applied
+    from convert.int8.onnx_tf import OnnxGraph
+    from convert.int8.qat_pack import trained_graph
 
     notes = {}
     if onnx_method.options.get("qat"):
@@ -105,7 +106,7 @@ def usable(source, how: Method) -> tuple[Method, dict]:
     import onnx
 
     from convert import to_onnx
-    from convert.onnx_tf import unsupported
+    from convert.int8.onnx_tf import unsupported
 
     if not how.options.get("onnx_grid") or not (bad := unsupported(onnx.load(str(to_onnx.prepared_file(source))))):
         return how, {}

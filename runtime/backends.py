@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.engines.tflite_metadata import read_metadata
 from runtime.errors import BackendUnavailable, ModelError, first_line
-from runtime.tflite_metadata import read_metadata
-from runtime.threads import available_cpus
+from runtime.machine.threads import available_cpus
 
 METADATA_KEY = "edge_classifier"
 
@@ -171,7 +171,7 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
     """Load an .onnx file on the CPU, or on the GPU through TensorRT/CUDA when asked; ``spinning`` False
-    lets idle intra-op threads sleep instead of spinning (see runtime/threads.py)."""
+    lets idle intra-op threads sleep instead of spinning (see runtime/machine/threads.py)."""
     try:
         import onnxruntime as ort
     except ImportError:

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from runtime import verified
+from runtime.checks import verified
 from runtime.errors import ModelError
 from runtime.files import sha256, sha256_mapped, write_json
 from runtime.formats import FORMATS, PRECISIONS
@@ -488,7 +488,7 @@ def artifact_path(bundle, artifact: Artifact, check_hash=True) -> Path:
 def load_verified(bundle, artifact: Artifact, load):
     """``load(path)`` of an artifact while a thread checks its hash (hashing a mapped file releases the GIL);
     the loaded model is returned only when the hash is the recorded one. A file unchanged since its hash
-    last matched (runtime/verified.py) is not hashed again."""
+    last matched (runtime/checks/verified.py) is not hashed again."""
     path = artifact_path(bundle, artifact, check_hash=False)
     if verified.known(path, artifact.sha256):
         return path, load(path)

@@ -12,9 +12,9 @@ its near-ties) comes first unless ``--format``/``--precision`` are given.
 from dataclasses import dataclass
 
 from runtime.bundle import Artifact, Cascade, Manifest
-from runtime.cpuinfo import cpu_info
 from runtime.errors import BackendUnavailable, ModelError
 from runtime.formats import FORMATS
+from runtime.machine.cpuinfo import cpu_info
 
 ORDER = {"cpu": [("onnx", "int8"), ("tflite", "int8"), ("tflite", "fp16"), ("onnx", "fp32"), ("tflite", "fp32"),
                  ("onnx", "fp16")],

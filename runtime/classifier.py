@@ -13,8 +13,8 @@ from runtime.cascade import CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
 from runtime.formats import FORMATS, PRECISIONS, format_of
+from runtime.machine.threads import profile as deployment
 from runtime.preprocessing import COLORS, DEFAULT_LIMITS, MODES, RESAMPLE, DecodeLimits, ImageSpec, color_problem
-from runtime.threads import profile as deployment
 
 DEFAULT_MODEL = "artifacts/default"
 
@@ -123,7 +123,7 @@ class Classifier:
              limits: DecodeLimits = DEFAULT_LIMITS, profile: str | None = None):
         """Load a model file, or pick an artifact from a bundle folder (checking its hash); ``overrides``
         supply or replace classes, size and preprocessing mode (a bare model file has none); ``limits``
-        bound what each image may cost to decode; ``profile`` (runtime/threads.py) sets threads and spinning
+        bound what each image may cost to decode; ``profile`` (runtime/machine/threads.py) sets threads and spinning
         where ``threads`` does not."""
         how = deployment(profile)
 

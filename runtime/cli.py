@@ -73,8 +73,8 @@ def _number(kind, text: str, what: str, ok) -> int | float:
 
 
 def add_thread_args(p: argparse.ArgumentParser):
-    """``--threads`` and ``--profile`` (runtime/threads.py: threads and spinning per deployment)."""
-    from runtime.threads import PROFILES
+    """``--threads`` and ``--profile`` (runtime/machine/threads.py: threads and spinning per deployment)."""
+    from runtime.machine.threads import PROFILES
 
     p.add_argument("--threads", type=positive_int, help="inference threads (default: the profile's)")
     p.add_argument("--profile", choices=tuple(PROFILES),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def sha256(path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
-    import hashlib  # here: a start whose model was verified before (runtime/verified.py) needs none
+    import hashlib  # here: a start whose model was verified before (runtime/checks/verified.py) needs none
 
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -47,7 +47,7 @@ FORMATS = {f.name: f for f in (
 
 def _load_keras(path, threads=None, device="cpu", spinning=True):
     """The source model itself, compiled (Keras is imported here only)."""
-    from runtime.keras_runner import load_keras
+    from runtime.engines.keras_runner import load_keras
 
     return load_keras(path, threads, device)
 

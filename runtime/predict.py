@@ -95,7 +95,7 @@ def read(item: str, settings):
         return read_bounded(sys.stdin.buffer, settings.limits.max_bytes)
     if not is_url(item):
         return item
-    from runtime.fetch import fetch
+    from runtime.net.fetch import fetch
 
     return fetch(item, settings.fetch)
 

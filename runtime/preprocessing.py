@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from runtime.checks.image_bounds import check_header, check_opened
 from runtime.errors import ImageError, first_line
-from runtime.image_bounds import check_header, check_opened
 
 ImageSource = str | os.PathLike | bytes | io.IOBase
 

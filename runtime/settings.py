@@ -8,14 +8,14 @@ from runtime.preprocessing import DecodeLimits
 
 
 def is_url(text: str) -> bool:
-    """Whether an input names a URL (fetched by runtime/fetch.py) rather than a file; here, so callers ask
+    """Whether an input names a URL (fetched by runtime/net/fetch.py) rather than a file; here, so callers ask
     without importing the network code."""
     return "://" in text
 
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """What a URL fetch may do (runtime/fetch.py); cloud metadata addresses are refused whatever
+    """What a URL fetch may do (runtime/net/fetch.py); cloud metadata addresses are refused whatever
     ``allow_private`` says."""
 
     allow_private: bool = False

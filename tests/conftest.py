@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Conversions of one test session share their exports (convert/cache.py), and leave none behind.
 _CACHE = tempfile.TemporaryDirectory(prefix="edge-cache-")
 os.environ["EDGE_EXPORT_CACHE"] = _CACHE.name
-# Loads note the model files they verified (runtime/verified.py) here, not in the user's home.
+# Loads note the model files they verified (runtime/checks/verified.py) here, not in the user's home.
 _VERIFIED = tempfile.TemporaryDirectory(prefix="edge-verified-")
 os.environ["RUNTIME_VERIFY_CACHE"] = _VERIFIED.name
 

@@ -19,7 +19,7 @@ from schemathesis.checks import (
 )
 
 from runtime.classifier import Classifier
-from runtime.serve import create_app
+from runtime.serve.app import create_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection]

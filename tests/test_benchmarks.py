@@ -146,7 +146,7 @@ def test_cold_start_of_a_runtime_row_and_a_keras_row(converted, tiny_data):
 
 def test_multiply_adds_from_keras_layers_equal_the_onnx_count(converted, tmp_path):
     from benchmarks.__main__ import parser, subject
-    from benchmarks.flops import count_file_macs, count_keras_macs, count_macs
+    from benchmarks.measure.flops import count_file_macs, count_keras_macs, count_macs
 
     onnx_macs = count_macs(converted / "model.fp32.onnx")
     assert onnx_macs > 1e7 and count_keras_macs(converted / "model.keras") == onnx_macs

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from convert.channel_pad import pad_channels
+from convert.int8.channel_pad import pad_channels
 
 
 def _graph(head: str):

@@ -199,23 +199,22 @@ def _parsers():
         architectures,
         cascade,
         device_profile,
-        fuzz_http,
-        fuzz_images,
-        hostile,
         int8_methods,
         lambda_zip,
         runtime_bench,
-        serverload,
         shared_cores,
     )
+    from benchmarks.stress import fuzz_http, fuzz_images, hostile, serverload
     from convert import __main__ as conv
-    from runtime import compare, package, predict, serve
+    from runtime import compare, predict
+    from runtime.package import build as package
+    from runtime.serve import app as serve
     from train import __main__ as train
 
     found = {"runtime.predict": predict.parser(), "runtime.serve": serve.parser(), "runtime.compare": compare.parser(),
              "convert": conv.parser(), "benchmarks": bench.parser(), "benchmarks.runtime_bench": runtime_bench.parser(),
-             "benchmarks.fuzz_images": fuzz_images.parser(), "benchmarks.serverload": serverload.parser(),
-             "benchmarks.fuzz_http": fuzz_http.parser(), "benchmarks.hostile": hostile.parser(),
+             "benchmarks.stress.fuzz_images": fuzz_images.parser(), "benchmarks.stress.serverload": serverload.parser(),
+             "benchmarks.stress.fuzz_http": fuzz_http.parser(), "benchmarks.stress.hostile": hostile.parser(),
              "benchmarks.int8_methods": int8_methods.parser(), "benchmarks.lambda_zip": lambda_zip.parser(),
              "benchmarks.shared_cores": shared_cores.parser(), "benchmarks.device_profile": device_profile.parser(),
              "benchmarks.cascade": cascade.parser(), "benchmarks.architectures": architectures.parser()}

@@ -14,12 +14,12 @@ import pytest
 from convert.errors import CalibrationError
 from runtime.bundle import Manifest
 from runtime.classifier import Classifier
+from runtime.engines.tflite_metadata import read_metadata
 from runtime.files import sha256
 from runtime.formats import FORMATS
 from runtime.images import list_images
 from runtime.parity import THRESHOLDS, compare, judge, wilson
 from runtime.preprocessing import ImageSpec, preprocess_batch
-from runtime.tflite_metadata import read_metadata
 from tests.conftest import ROOT, clone
 
 keras = pytest.importorskip("keras")

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from runtime.errors import FetchError
-from runtime.fetch import FetchPolicy, fetch
-from runtime.netaddr import is_metadata, is_public
+from runtime.net.fetch import FetchPolicy, fetch
+from runtime.net.netaddr import is_metadata, is_public
 
 PRIVATE = FetchPolicy(allow_private=True, deadline=1.5)
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.fuzz_http import fuzz_lambda, fuzz_server
-from benchmarks.fuzz_images import fuzz, mutate, seeds
-from benchmarks.serverload import start
+from benchmarks.stress.fuzz_http import fuzz_lambda, fuzz_server
+from benchmarks.stress.fuzz_images import fuzz, mutate, seeds
+from benchmarks.stress.serverload import start
 from runtime.errors import ImageError
 from runtime.images import list_images
 from runtime.preprocessing import preprocess
@@ -44,7 +44,7 @@ def test_a_short_fuzz_run_finds_nothing(tmp_path):
 
 
 def test_a_short_load_run_loses_no_valid_request(converted, tiny_data, tmp_path):
-    res = run_module("benchmarks.serverload", converted, "--images", tiny_data / "test", "--requests", 200,
+    res = run_module("benchmarks.stress.serverload", converted, "--images", tiny_data / "test", "--requests", 200,
                      "--concurrency", 8, "--sweep", "1,4", "--out", tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads((tmp_path / "serverload.json").read_text())

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.bombs import com_flood, gif_comment_flood, png_of_size, progressive_jpeg, rle_bmp, solid, tiff_strips
+from benchmarks.stress.bombs import (
+    com_flood,
+    gif_comment_flood,
+    png_of_size,
+    progressive_jpeg,
+    rle_bmp,
+    solid,
+    tiff_strips,
+)
 from runtime.classifier import Classifier
 from runtime.errors import ImageError, OutputError
 from runtime.images import list_images
@@ -184,7 +192,7 @@ def test_rle_bmps_and_tiffs_are_bounded_by_what_the_file_holds():
 
 
 def test_the_cli_and_lambda_refuse_the_bombs_and_answer_the_rest(converted, tiny_data, tmp_path, monkeypatch):
-    import runtime.lambda_function as lf
+    import runtime.package.lambda_function as lf
 
     image = list_images(tiny_data / "test")[0]
     (tmp_path / "bmp.bmp").write_bytes(rle_bmp(16_000_000))
@@ -278,7 +286,7 @@ def test_finite_constant_model_answers_its_row(tmp_path, tiny_data):
     ({"body": "x", "isBase64Encoded": True}, 400), ({"body": json.dumps({"url": "http://\ud800/"})}, 400),
 ])
 def test_lambda_answers_every_event_with_an_object(converted, monkeypatch, event, status):
-    import runtime.lambda_function as lf
+    import runtime.package.lambda_function as lf
 
     monkeypatch.setenv("RUNTIME_MODEL", str(converted))
     monkeypatch.setattr(lf, "_model", None)
@@ -289,7 +297,7 @@ def test_lambda_answers_every_event_with_an_object(converted, monkeypatch, event
 
 
 def test_lambda_with_bad_settings_answers_500(converted, monkeypatch):
-    import runtime.lambda_function as lf
+    import runtime.package.lambda_function as lf
 
     monkeypatch.setenv("RUNTIME_MODEL", str(converted))
     monkeypatch.setenv("RUNTIME_ALLOW_PRIVATE_URLS", "yes")
@@ -377,7 +385,7 @@ def test_malformed_metadata_in_a_model_file_is_one_line_and_exit_2(tmp_path, tin
 
 
 def test_a_decoder_answers_in_checked_plain_bytes_never_a_pickle():
-    from runtime.sandbox import Sandbox, SandboxLimits, answer, read_answer, refusal
+    from runtime.serve.sandbox import Sandbox, SandboxLimits, answer, read_answer, refusal
 
     x = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
     assert np.array_equal(read_answer(answer(x), (2, 4, 3)), x)
@@ -402,7 +410,7 @@ def _try_to_leave(port, memory, probe, out):
     import ctypes
     import ctypes.util
 
-    from runtime.sandbox import drop_rights
+    from runtime.serve.sandbox import drop_rights
 
     isolated = drop_rights(memory, ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True))
     tries = {}

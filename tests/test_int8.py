@@ -18,7 +18,7 @@ def test_top2_margin_is_the_gap_between_the_two_best_logits():
 
 
 def test_sqnr_is_signal_power_over_noise_power():
-    from convert.int8_report import sqnr_db
+    from convert.int8.layer_report import sqnr_db
 
     x = np.ones(1000)
     assert sqnr_db(x, x + 0.1) == pytest.approx(20.0)  # power 1 over noise 0.01
@@ -53,7 +53,7 @@ def test_report_without_calibration_is_one_line(tiny_bundle, tmp_path):
 
 
 def test_default_onnx_int8_gives_float_logits_and_records_its_method(converted, tiny_data):
-    from convert.int8_methods import DEFAULT
+    from convert.int8.methods import DEFAULT
     from runtime.formats import FORMATS
     from runtime.images import load_images
 
@@ -78,7 +78,7 @@ def test_default_onnx_int8_gives_float_logits_and_records_its_method(converted, 
 def test_default_tflite_int8_computes_its_logits_in_float(converted):
     from ai_edge_litert.interpreter import Interpreter
 
-    from convert.int8_methods import DEFAULT
+    from convert.int8.methods import DEFAULT
 
     assert Manifest.read(converted).entry("model.int8.tflite").notes["quantization"]["method"] == DEFAULT["tflite"]
     it = Interpreter(model_path=str(converted / "model.int8.tflite"))
@@ -104,7 +104,7 @@ def test_default_tflite_int8_runs_every_relu_in_float_between_int8_grids(convert
 def test_equalizing_depthwise_outputs_keeps_the_float_function(converted, tiny_data):
     import onnxruntime as ort
 
-    from convert.onnx_graph import depthwise_pairs, equalize
+    from convert.int8.onnx_graph import depthwise_pairs, equalize
     from runtime.images import load_images
 
     m = Manifest.read(converted)
@@ -166,7 +166,7 @@ def test_methods_benchmark_refuses_an_unknown_method_or_format_in_one_line(tiny_
 
 
 def test_gptq_of_all_depthwise_channels_at_once_equals_one_channel_at_a_time():
-    from convert.onnx_graph import gptq_channels, gptq_rows
+    from convert.int8.onnx_graph import gptq_channels, gptq_rows
 
     rng = np.random.default_rng(1)
     w = rng.normal(size=(50, 9))
@@ -180,7 +180,7 @@ def test_gptq_of_all_depthwise_channels_at_once_equals_one_channel_at_a_time():
 
 
 def test_gptq_rounds_onto_the_quantizers_grid_with_less_output_error_than_rounding():
-    from convert.onnx_graph import gptq_rows
+    from convert.int8.onnx_graph import gptq_rows
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4000)) * rng.uniform(0.1, 3, (64, 1))
@@ -197,7 +197,7 @@ def test_gptq_rounds_onto_the_quantizers_grid_with_less_output_error_than_roundi
 def test_relu_equalization_evens_channel_ranges_and_keeps_the_float_function(converted, tiny_data):
     import onnxruntime as ort
 
-    from convert.onnx_graph import equalize_relu, relu_chains, tensor_means
+    from convert.int8.onnx_graph import equalize_relu, relu_chains, tensor_means
     from runtime.images import load_images
 
     m = Manifest.read(converted)
@@ -226,7 +226,7 @@ def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(small_bundle, tiny
 
     from convert import to_onnx
     from convert.calibration import calibration_set
-    from convert.int8_methods import method
+    from convert.int8.methods import method
     from convert.source import open_source
 
     source = open_source(small_bundle)
@@ -242,7 +242,7 @@ def test_gptq_weights_are_exactly_the_ones_onnxruntime_stores(small_bundle, tiny
     convs = [w for w in matched.values() if w["float"].ndim == 4]
     assert len(convs) == 10  # the small model's convolutions, 4 of them depthwise, each quantized
     for w in convs:  # the quantizer found each row already on its grid: nothing rounded twice
-        kept = tuple(slice(0, n) for n in w["float"].shape)  # the rest: zero channels (convert/channel_pad.py)
+        kept = tuple(slice(0, n) for n in w["float"].shape)  # the rest: zero channels (convert/int8/channel_pad.py)
         assert np.allclose(w["dequantized"][kept], w["float"], rtol=1e-5, atol=1e-7)
         assert np.count_nonzero(w["dequantized"]) == np.count_nonzero(w["dequantized"][kept])
     assert any(w["dequantized"].shape != w["float"].shape for w in convs)  # the 8-channel convolutions
@@ -260,7 +260,7 @@ def _relu_graph():
 
 
 def test_fake_quant_rounds_each_tensor_of_the_grid_as_uint8_does():
-    from convert.sequential import compute, fake_quant
+    from convert.int8.sequential import compute, fake_quant
 
     scale, zero = np.array(0.5, np.float32), np.array(0, np.uint8)
     fq = fake_quant(_relu_graph(), {"y": (scale, zero)})
@@ -270,7 +270,7 @@ def test_fake_quant_rounds_each_tensor_of_the_grid_as_uint8_does():
 
 
 def test_refit_is_the_identity_without_input_noise_and_reduces_output_error_with_it():
-    from convert.sequential import refit
+    from convert.int8.sequential import refit
 
     rng = np.random.default_rng(0)
     w, xf = rng.normal(size=(6, 8)), rng.normal(size=(8, 2000))
@@ -282,7 +282,7 @@ def test_refit_is_the_identity_without_input_noise_and_reduces_output_error_with
 
 
 def test_worst_tensors_are_those_their_grid_rounds_worst():
-    from convert.mixed import worst_tensors
+    from convert.int8.mixed import worst_tensors
 
     coarse, fine, zero = np.array(1.0, np.float32), np.array(0.01, np.float32), np.array(0, np.uint8)
     x = np.random.default_rng(0).uniform(0, 2, (8, 4)).astype(np.float32)
@@ -294,8 +294,8 @@ def test_activations_left_in_float_by_group_keep_the_relus_and_only_that_groups_
 
     from convert import to_onnx
     from convert.calibration import calibration_set
-    from convert.int8_methods import method
-    from convert.mixed import KINDS, tensor_kind
+    from convert.int8.methods import method
+    from convert.int8.mixed import KINDS, tensor_kind
     from convert.source import open_source
     from runtime.formats import FORMATS
     from runtime.images import load_images
@@ -333,8 +333,8 @@ def test_activations_left_in_float_by_group_keep_the_relus_and_only_that_groups_
 def test_onnx_weights_carried_into_keras_make_it_compute_the_changed_graph(converted, tiny_data):
     import onnxruntime as ort
 
+    from convert.int8.onnx_graph import equalize_relu, round_weights
     from convert.keras_weights import carry
-    from convert.onnx_graph import equalize_relu, round_weights
     from convert.source import open_source
     from runtime.images import load_images
 
@@ -357,10 +357,10 @@ def test_onnx_weights_carried_into_keras_make_it_compute_the_changed_graph(conve
 def test_onnx_graph_in_tensorflow_computes_the_rounded_graph_and_rounds_its_grid(converted, tiny_data):
     import onnxruntime as ort
 
-    from convert.mixed import activation_grid
-    from convert.onnx_graph import round_weights
-    from convert.onnx_tf import OnnxGraph
-    from convert.sequential import fake_quant
+    from convert.int8.mixed import activation_grid
+    from convert.int8.onnx_graph import round_weights
+    from convert.int8.onnx_tf import OnnxGraph
+    from convert.int8.sequential import fake_quant
     from runtime.images import load_images
 
     m = Manifest.read(converted)
@@ -385,7 +385,7 @@ def test_onnx_graph_in_tensorflow_computes_the_rounded_graph_and_rounds_its_grid
 def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(converted):
     from ai_edge_litert.interpreter import Interpreter
 
-    from convert.mixed import activation_grid
+    from convert.int8.mixed import activation_grid
 
     notes = {f: Manifest.read(converted).entry(f).notes["quantization"] for f in ("model.int8.onnx",
                                                                                     "model.int8.tflite")}
@@ -401,7 +401,7 @@ def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(converted):
 
 
 def test_unsupported_names_each_operator_without_a_tensorflow_form():
-    from convert.onnx_tf import unsupported
+    from convert.int8.onnx_tf import unsupported
 
     assert unsupported(_relu_graph()) == ["Neg"]  # Relu has one, Neg not
 
@@ -412,7 +412,7 @@ def test_tflite_default_int8_of_a_model_outside_the_onnx_grid_falls_back_to_floa
 
     from convert import to_tflite
     from convert.calibration import calibration_set
-    from convert.int8_methods import method
+    from convert.int8.methods import method
     from convert.source import make_bundle, open_source
 
     inputs = keras.Input((71, 71, 3))

@@ -9,8 +9,8 @@ import pytest
 from benchmarks.lambda_zip import invoke, serving
 from runtime.bundle import FILE, Manifest
 from runtime.classifier import Classifier
-from runtime.package import build_lambda, main
-from runtime.wheels import Target
+from runtime.package.build import build_lambda, main
+from runtime.package.wheels import Target
 
 NOT_IMPORTED = {"flatbuffers", "packaging", "google", "sympy", "coloredlogs", "tqdm", "ml_dtypes", "tensorflow",
                 "keras", "onnx", "train", "convert", "benchmarks"}

@@ -16,7 +16,7 @@ jax = pytest.importorskip("jax")
 @pytest.fixture(scope="module")
 def trained(small_bundle, tiny_data, tmp_path_factory):
     """A copy of the small bundle, its pack, and weights trained for 2 epochs in BUNDLE/qat/."""
-    from convert import qat_pack, qat_train
+    from convert.int8 import qat_pack, qat_train
 
     root = tmp_path_factory.mktemp("qat")
     bundle = root / "small"
@@ -32,8 +32,8 @@ def trained(small_bundle, tiny_data, tmp_path_factory):
 def test_pack_holds_the_float_models_logits_and_the_jax_graph_computes_the_trained_onnx_graph(trained):
     import onnxruntime as ort
 
-    from convert.qat_pack import PARTS, trained_graph, weight_values
-    from convert.qat_train import forward, hwio, images, load_pack
+    from convert.int8.qat_pack import PARTS, trained_graph, weight_values
+    from convert.int8.qat_train import forward, hwio, images, load_pack
     from convert.source import open_source
 
     bundle, pack = trained
@@ -72,8 +72,8 @@ def test_qat_methods_of_both_formats_use_the_trained_grid_and_record_the_trainin
 
     from convert import to_onnx, to_tflite
     from convert.calibration import calibration_set
-    from convert.int8_methods import method
-    from convert.mixed import activation_grid
+    from convert.int8.methods import method
+    from convert.int8.mixed import activation_grid
     from convert.source import open_source
 
     bundle, _ = trained
@@ -99,7 +99,7 @@ def test_qat_methods_of_both_formats_use_the_trained_grid_and_record_the_trainin
 def test_qat_method_without_trained_weights_or_with_another_models_is_refused(trained, tiny_data, tmp_path):
     from convert import to_onnx
     from convert.errors import ConvertError
-    from convert.int8_methods import method
+    from convert.int8.methods import method
     from convert.source import open_source
 
     bundle, _ = trained
@@ -117,7 +117,7 @@ def test_qat_method_without_trained_weights_or_with_another_models_is_refused(tr
     finally:
         source.close()
     assert not (other / "qat.onnx").exists()
-    res = run_module("convert.qat_train", tmp_path / "nowhere", tmp_path / "out")
+    res = run_module("convert.int8.qat_train", tmp_path / "nowhere", tmp_path / "out")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a readable QAT pack" in res.stderr
 
 
@@ -138,6 +138,6 @@ def test_weights_folder_is_replaced_whole_or_not_at_all_and_a_foreign_folder_is_
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "mine.txt").write_text("keep")
-    res = run_module("convert.qat_train", pack, foreign, "--epochs", "1")
+    res = run_module("convert.int8.qat_train", pack, foreign, "--epochs", "1")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "is not empty and has no qat.json" in res.stderr
     assert [p.name for p in foreign.iterdir()] == ["mine.txt"] and "epoch 1" not in res.stdout

@@ -12,11 +12,11 @@ import pytest
 from runtime.backends import dequantize, quantize
 from runtime.classifier import Classifier
 from runtime.errors import FetchError
-from runtime.fetch import FetchPolicy, fetch
 from runtime.images import list_images
-from runtime.netaddr import is_public
+from runtime.machine.threads import available_cpus, cgroup_cpus
+from runtime.net.fetch import FetchPolicy, fetch
+from runtime.net.netaddr import is_public
 from runtime.preprocessing import preprocess_batch
-from runtime.threads import available_cpus, cgroup_cpus
 from tests.conftest import run_module
 
 keras = pytest.importorskip("keras")
@@ -174,7 +174,7 @@ def test_redirects_are_followed_and_every_hop_is_checked():
 
 
 def test_lambda_handler_answers_the_course_event(converted, keras_labels, http_root, monkeypatch):
-    import runtime.lambda_function as lf
+    import runtime.package.lambda_function as lf
 
     root, base = http_root
     path = sorted(keras_labels)[0]

@@ -5,9 +5,8 @@ import sys
 
 from tests.conftest import ROOT
 
-MODULES = ["runtime", "runtime.preprocessing", "runtime.bundle", "runtime.choice", "runtime.classifier",
-           "runtime.backends", "runtime.formats", "runtime.predict", "runtime.serve", "runtime.lambda_function",
-           "runtime.fetch"]
+MODULES = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                 for p in (ROOT / "runtime").rglob("*.py") if p.name != "__main__.py")
 BLOCKED = ("tensorflow", "keras", "onnx", "tf2onnx", "train", "convert", "benchmarks")
 
 

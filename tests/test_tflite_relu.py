@@ -1,8 +1,8 @@
-"""convert.tflite_relu: int8 RELUs of a TFLite file computed in float, onto the same grids."""
+"""convert.int8.tflite_relu: int8 RELUs of a TFLite file computed in float, onto the same grids."""
 
 import numpy as np
 
-from convert.tflite_relu import float_relus
+from convert.int8.tflite_relu import float_relus
 
 
 def _convert(int8: bool) -> bytes:

@@ -6,8 +6,8 @@ import pytest
 
 import runtime.bundle
 from runtime.bundle import ManifestError
+from runtime.checks.verified import identity, known, remember
 from runtime.classifier import Classifier
-from runtime.verified import identity, known, remember
 from tests.conftest import clone
 
 

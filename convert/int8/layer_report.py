@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from convert import to_onnx, to_tflite
-from convert.int8_methods import method
+from convert.int8.methods import method
 from runtime.files import write_json
 
 

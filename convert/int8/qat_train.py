@@ -1,5 +1,5 @@
-"""``python -m convert.qat_train PACK OUT``: quantization-aware fine-tuning, in JAX, of the pack that
-``python -m convert.qat_pack`` wrote. The graph runs with straight-through rounding on the int8 grid (per-channel
+"""``python -m convert.int8.qat_train PACK OUT``: quantization-aware fine-tuning, in JAX, of the pack that
+``python -m convert.int8.qat_pack`` wrote. The graph runs with straight-through rounding on the int8 grid (per-channel
 int8 convolution weights, uint8 activations at the pack's scales, learned when --lr-scales > 0); Adam fits its
 logits to the float model's. OUT gets the weights with the lowest validation logit error and qat.json."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.qat_pack import PARTS, decode_jpeg, weight_arrays, weight_values
+from convert.int8.qat_pack import PARTS, decode_jpeg, weight_arrays, weight_values
 from runtime.cli import command_parser, non_negative_float, positive_float, positive_int
 
 
@@ -202,8 +202,8 @@ def save(out: Path, head: dict, weights: dict, scales: dict, record: dict):
 
 
 def parser():
-    p = command_parser("python -m convert.qat_train", __doc__)
-    p.add_argument("pack", type=Path, help="the folder python -m convert.qat_pack wrote")
+    p = command_parser("python -m convert.int8.qat_train", __doc__)
+    p.add_argument("pack", type=Path, help="the folder python -m convert.int8.qat_pack wrote")
     p.add_argument("out", type=Path, help="where the trained weights go (copy them to BUNDLE/qat/)")
     p.add_argument("--epochs", type=positive_int, default=12, help="default 12")
     p.add_argument("--lr", type=positive_float, default=1e-5, help="Adam's rate for the weights (default 1e-5)")

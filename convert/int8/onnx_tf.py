@@ -4,7 +4,7 @@ with exactly that grid, so TFLite gets the ONNX method's ranges and rounded weig
 
 import numpy as np
 
-from convert.onnx_graph import _attrs
+from convert.int8.onnx_graph import _attrs
 
 OPS = ("Transpose", "Conv", "Relu", "Add", "MaxPool", "GlobalAveragePool", "Squeeze", "Gemm", "MatMul")
 

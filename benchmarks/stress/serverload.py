@@ -1,6 +1,6 @@
 """Start the server on 127.0.0.1 and load it: which stats does it keep under load and abuse?
 
-``python -m benchmarks.serverload BUNDLE --images DIR``: a concurrency sweep of valid requests,
+``python -m benchmarks.stress.serverload BUNDLE --images DIR``: a concurrency sweep of valid requests,
 then N requests at concurrency C with one in ten malformed or oversized, then a burst over
 capacity against a server allowed only 2 requests in flight. Bounded in requests and time.
 """
@@ -149,7 +149,7 @@ def run(bundle: Path, images: list[bytes], requests: int, concurrency: int, swee
 
 
 def parser():
-    p = command_parser("python -m benchmarks.serverload", __doc__)
+    p = command_parser("python -m benchmarks.stress.serverload", __doc__)
     p.add_argument("bundle", type=Path, help="a converted bundle to serve")
     p.add_argument("--images", type=Path, required=True, help="folder of images to send (the first 50)")
     p.add_argument("--requests", type=positive_int, default=2000, help="requests in the mixed run (default 2000)")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from runtime.fetch import FetchPolicy
-from runtime.payload import image_bytes
-from runtime.sandbox import Sandbox, SandboxLimits
+from runtime.net.fetch import FetchPolicy
+from runtime.serve.payload import image_bytes
+from runtime.serve.sandbox import Sandbox, SandboxLimits
 
 
 @dataclass(frozen=True)

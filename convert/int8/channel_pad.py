@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.onnx_graph import _attrs, _readers
+from convert.int8.onnx_graph import _attrs, _readers
 
 CHANNEL_MULTIPLE = 16  # MLAS's depthwise group alignment on x86-64 (8 on ARM64, which 16 also meets)
 PRESERVING = {"Relu", "MaxPool", "Add", "QuantizeLinear", "DequantizeLinear"}  # channel i in -> channel i out

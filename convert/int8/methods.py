@@ -17,7 +17,7 @@ class Method:
     diagnostic: bool = False
 
 
-FLOAT_GROUPS = (  # activation groups (convert/mixed.py KINDS) that a diagnostic method leaves in float
+FLOAT_GROUPS = (  # activation groups (convert/int8/mixed.py KINDS) that a diagnostic method leaves in float
     ("depthwise", "the depthwise convolutions' outputs (the pointwise convolutions' inputs)", ("depthwise",)),
     ("conv", "the other convolutions' outputs", ("conv",)),
     ("convs", "every convolution's output (the Adds', MaxPools', input's and head's still rounded)",
@@ -39,7 +39,7 @@ METHODS = (
            "convolution (exact in float, free for per-channel weights) and rounding every convolution's weights by "
            "GPTQ on 128 calibration images", {"calibration": "percentile", "equalize_relu": True, "gptq": True}),
     Method("gptq-unpadded", "onnx", "as gptq without the zero channels that give each depthwise convolution a "
-           "multiple of 16 channels (convert/channel_pad.py): the same numbers on onnxruntime's slower generic "
+           "multiple of 16 channels (convert/int8/channel_pad.py): the same numbers on onnxruntime's slower generic "
            "depthwise kernel where a count is not (Xception's 728)",
            {"calibration": "percentile", "equalize_relu": True, "gptq": True, "pad_channels": False}),
     Method("gptq-sequential", "onnx", "as gptq, each convolution in graph order fitted (weights GPTQ-rounded, "
@@ -53,9 +53,9 @@ METHODS = (
            "SQNR on 16 calibration images) at 16 bits: onnxruntime runs the operators around them in float",
            {"calibration": "percentile", "equalize_relu": True, "gptq": True, "act16_worst": 4}),
     Method("qat", "onnx", "as percentile, with the gptq method's graph fine-tuned by quantization-aware training "
-           "(python -m convert.qat_train: weights and activation scales fitted to the float model's logits through "
-           "straight-through rounding) and its learned grid, read from BUNDLE/qat/", {"calibration": "percentile",
-                                                                                    "qat": True}),
+           "(python -m convert.int8.qat_train: weights and activation scales fitted to the float model's logits "
+           "through straight-through rounding) and its learned grid, read from BUNDLE/qat/",
+           {"calibration": "percentile", "qat": True}),
     Method("act16", "onnx", "as minmax-float-logits with uint16 activations (runs as float between Q/DQ)",
            {"calibration": "minmax", "activations": "uint16"}),
     Method("dynamic", "onnx", "dynamic quantization: uint8 weights, activations scaled per call",
@@ -82,7 +82,7 @@ METHODS = (
            "with the fully connected head in float: the ONNX file's ranges and weights in TFLite",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "gptq"}),
     Method("onnx-grid-int8-relu", "tflite", "as onnx-grid with each RELU left as TFLite's int8 operator, which XNNPACK "
-           "does not run (every static TFLite method computes them in float: convert/tflite_relu.py)",
+           "does not run (every static TFLite method computes them in float: convert/int8/tflite_relu.py)",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "gptq", "float_relu": False}),
     Method("qat", "tflite", "as onnx-grid, with the graph and grid of the onnx qat method (BUNDLE/qat/)",
            {"mode": "int8", "float_ops": ["FULLY_CONNECTED"], "onnx_grid": "qat"}),

@@ -18,9 +18,6 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from runtime.access import AccessLog, error_response, log
-from runtime.apidocs import docs_page
-from runtime.bodies import media_type, multipart_file, parse_json, read_body
 from runtime.classifier import Classifier
 from runtime.cli import (
     add_model_args,
@@ -34,10 +31,13 @@ from runtime.cli import (
     runtime_settings,
 )
 from runtime.errors import BackendUnavailable, ConfigError, ModelError, RuntimeToolkitError
-from runtime.fetch import DEFAULT_POLICY, FetchPolicy
-from runtime.payload import class_logits
-from runtime.sandbox import SandboxLimits
-from runtime.stages import DEFAULT_SERVER_LIMITS, ClientGone, HttpError, ServerLimits, Stages
+from runtime.net.fetch import DEFAULT_POLICY, FetchPolicy
+from runtime.serve.access import AccessLog, error_response, log
+from runtime.serve.apidocs import docs_page
+from runtime.serve.bodies import media_type, multipart_file, parse_json, read_body
+from runtime.serve.payload import class_logits
+from runtime.serve.sandbox import SandboxLimits
+from runtime.serve.stages import DEFAULT_SERVER_LIMITS, ClientGone, HttpError, ServerLimits, Stages
 
 LAMBDA_PATH = "/2015-03-31/functions/function/invocations"
 SERVER_SIDE = (ModelError, BackendUnavailable, ConfigError)
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     import uvicorn
 
-    from runtime.connections import ConnectionLimits, open_files_allowed, protocol_for
+    from runtime.serve.connections import ConnectionLimits, open_files_allowed, protocol_for
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:

@@ -4,7 +4,7 @@ import base64
 import binascii
 
 from runtime.errors import ImageError
-from runtime.fetch import DEFAULT_POLICY, FetchPolicy, fetch
+from runtime.net.fetch import DEFAULT_POLICY, FetchPolicy, fetch
 
 
 def image_bytes(payload, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:

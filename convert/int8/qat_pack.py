@@ -1,4 +1,4 @@
-"""The files of quantization-aware fine-tuning: the pack that ``convert.qat_train`` trains from (the gptq method's
+"""The files of quantization-aware fine-tuning: the pack that ``convert.int8.qat_train`` trains from (the gptq method's
 graph with its weights as int8 codes, its activation grid, JPEG images with the float model's logits), and the
 weights it trains, read back from ``BUNDLE/qat/`` into the ONNX graph for the ``qat`` int8 methods."""
 
@@ -23,7 +23,7 @@ def decode_jpeg(blob: bytes, mode: str) -> np.ndarray:
 
 def int8_codes(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per output channel (axis 0), symmetric -127..127 codes and their scales (max / 127; 1 for a zero channel)."""
-    from convert.onnx_graph import _row_scales
+    from convert.int8.onnx_graph import _row_scales
 
     scale = _row_scales(w.reshape(len(w), -1), 127).astype(np.float32)
     return np.round(w / scale.reshape(-1, *[1] * (w.ndim - 1))).astype(np.int8), scale
@@ -55,7 +55,7 @@ def weight_values(arrays: dict) -> dict:
 
 def graph_json(model) -> dict:
     """The graph's nodes, input and output as plain JSON: what the trainer needs besides the weights."""
-    from convert.onnx_graph import _attrs
+    from convert.int8.onnx_graph import _attrs
 
     def plain(v):
         return v.decode() if isinstance(v, bytes) else list(v) if isinstance(v, list | tuple) else v
@@ -100,8 +100,8 @@ def write_pack(source, calibration, folders: dict, counts: dict, out, quality: i
     from onnx import numpy_helper
 
     from convert import to_onnx
-    from convert.int8_methods import method
-    from convert.onnx_tf import unsupported
+    from convert.int8.methods import method
+    from convert.int8.onnx_tf import unsupported
     from runtime.preprocessing import MODES
 
     spec = source.manifest.spec()
@@ -133,7 +133,7 @@ def write_pack(source, calibration, folders: dict, counts: dict, out, quality: i
 
 
 def trained_graph(source) -> tuple:
-    """The source's graph with the weights that ``convert.qat_train`` wrote to BUNDLE/qat/, their activation grid
+    """The source's graph with the weights that ``convert.int8.qat_train`` wrote to BUNDLE/qat/, their activation grid
     (tensor -> scale, zero point) and the training record; ConvertError when they are missing or another model's."""
     import onnx
     from onnx import numpy_helper
@@ -149,7 +149,7 @@ def trained_graph(source) -> tuple:
             with np.load(folder / f"weights.{i}.npz") as part:
                 arrays.update(part)
     except (OSError, ValueError) as e:
-        raise ConvertError(f"no trained weights in {folder} ({first_line(e)}): python -m convert.qat_train "
+        raise ConvertError(f"no trained weights in {folder} ({first_line(e)}): python -m convert.int8.qat_train "
                            "makes them") from None
     if record.get("source_sha256") != source.manifest.source.sha256:
         raise ConvertError(f"{folder} holds weights trained for another model (source sha256 differs)")
@@ -168,8 +168,8 @@ def parser():
 
     from runtime.cli import command_parser, positive_int
 
-    p = command_parser("python -m convert.qat_pack", "Write the pack that python -m convert.qat_train fine-tunes: "
-                       "the int8 gptq graph of BUNDLE, JPEG images and the float model's logits.")
+    p = command_parser("python -m convert.int8.qat_pack", "Write the pack that python -m convert.int8.qat_train "
+                       "fine-tunes: the int8 gptq graph of BUNDLE, JPEG images and the float model's logits.")
     p.add_argument("bundle", type=Path, help="a bundle folder (model.keras + manifest)")
     p.add_argument("--calibration", type=Path, required=True, help="images for the int8 grid (>= 100)")
     p.add_argument("--train", type=Path, required=True, help="images to fine-tune on")

@@ -5,7 +5,7 @@ included, so each layer also corrects the error of the layers before it (GPTQ's 
 import numpy as np
 from tqdm import tqdm
 
-from convert.onnx_graph import _attrs, damped, gptq_channels, gptq_rows, patch_rows
+from convert.int8.onnx_graph import _attrs, damped, gptq_channels, gptq_rows, patch_rows
 
 CHUNK = 16  # images run at once
 

@@ -4,7 +4,7 @@ Also takes ``{"image": <base64>}`` and API Gateway proxy events (body JSON or a 
 answering those with ``statusCode``/``body``. A direct event that fails gets ``{"error", "statusCode"}``
 (400 for the input, 500 for the model or the settings) instead of raising. The model comes from
 ``$RUNTIME_MODEL``; settings are read from the environment once per container; threads follow the
-"lambda" profile unless ``$RUNTIME_PROFILE`` names another (runtime/threads.py).
+"lambda" profile unless ``$RUNTIME_PROFILE`` names another (runtime/machine/threads.py).
 """
 
 import base64
@@ -15,7 +15,7 @@ import os
 
 from runtime.classifier import Classifier
 from runtime.errors import BackendUnavailable, ConfigError, ImageError, ModelError, RuntimeToolkitError
-from runtime.payload import b64_bytes, class_logits, image_bytes
+from runtime.serve.payload import b64_bytes, class_logits, image_bytes
 from runtime.settings import Settings, from_env
 
 log = logging.getLogger("runtime.lambda")

@@ -13,7 +13,7 @@ import numpy as np
 
 from runtime.backends import Runner
 from runtime.errors import BackendUnavailable, ModelError, first_line
-from runtime.threads import available_cpus
+from runtime.machine.threads import available_cpus
 
 
 @dataclass

@@ -5,7 +5,7 @@ import json
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from runtime.stages import ClientGone, HttpError
+from runtime.serve.stages import ClientGone, HttpError
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -4,7 +4,7 @@ rounding costs."""
 
 import numpy as np
 
-from convert.onnx_graph import tensor_runs
+from convert.int8.onnx_graph import tensor_runs
 
 
 def activation_grid(qdq) -> dict:
@@ -39,7 +39,7 @@ KINDS = ("depthwise", "conv", "add", "other")  # activation tensors by the opera
 
 def tensor_kind(node) -> str:
     """``node``'s output group: a depthwise convolution's, another convolution's, an Add's, or other."""
-    from convert.onnx_graph import _attrs
+    from convert.int8.onnx_graph import _attrs
 
     if node.op_type == "Conv":
         return "depthwise" if _attrs(node).get("group", 1) > 1 else "conv"

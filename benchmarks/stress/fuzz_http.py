@@ -1,6 +1,6 @@
 """Fuzz the HTTP layer of a real server and the Lambda handler's events for a bounded time.
 
-``python -m benchmarks.fuzz_http BUNDLE --seconds 600``: hypothesis builds raw HTTP requests (methods,
+``python -m benchmarks.stress.fuzz_http BUNDLE --seconds 600``: hypothesis builds raw HTTP requests (methods,
 paths, headers, media types, framings, bodies: images, mutated images, JSON of any shape, hostile
 URLs, bytes) sent over sockets to ``runtime.serve`` on 127.0.0.1, and events of any JSON shape for
 ``lambda_handler``. A finding is a 5xx, an answer that is not JSON, a connection dropped without
@@ -19,8 +19,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.fuzz_images import mutate
-from benchmarks.serverload import start
+from benchmarks.stress.fuzz_images import mutate
+from benchmarks.stress.serverload import start
 from runtime.cli import command_parser, positive_float
 from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
 from runtime.images import list_images
@@ -139,7 +139,7 @@ def fuzz_lambda(bundle: Path, images: list[bytes], seconds: float, findings: lis
     import os
 
     os.environ["RUNTIME_MODEL"] = str(bundle)
-    from runtime.lambda_function import lambda_handler
+    from runtime.package.lambda_function import lambda_handler
 
     stats = {"events": 0, "statuses": {}}
     events = st.one_of(payloads(images), st.fixed_dictionaries(
@@ -168,7 +168,7 @@ def fuzz_lambda(bundle: Path, images: list[bytes], seconds: float, findings: lis
 
 
 def parser():
-    p = command_parser("python -m benchmarks.fuzz_http", __doc__)
+    p = command_parser("python -m benchmarks.stress.fuzz_http", __doc__)
     p.add_argument("bundle", type=Path, help="a converted bundle to serve")
     p.add_argument("--images", type=Path, required=True, help="folder of valid images (the first 5 are used)")
     p.add_argument("--seconds", type=positive_float, default=600,

@@ -1,6 +1,6 @@
 """Attack a real server on 127.0.0.1 and measure what normal clients still get.
 
-``python -m benchmarks.hostile BUNDLE --images DIR [--soak 180] [--out DIR]``, four phases:
+``python -m benchmarks.stress.hostile BUNDLE --images DIR [--soak 180] [--out DIR]``, four phases:
 bombs (each sent while a normal request and /health are timed), stalled connections (silent,
 half a head, half a body), URL requests to a remote that drips its answer, and a soak of mixed
 traffic at concurrency 16 with the server's resident memory (its decoding children included)
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import bombs, serverload
-from benchmarks.provenance import provenance
-from benchmarks.serverload import BAD, start
+from benchmarks.measure.provenance import provenance
+from benchmarks.stress import bombs, serverload
+from benchmarks.stress.serverload import BAD, start
 from runtime.cli import command_parser, positive_float
 from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
 from runtime.images import list_images
@@ -256,7 +256,7 @@ def plot(samples, path: Path):
 
 
 def parser():
-    p = command_parser("python -m benchmarks.hostile", __doc__)
+    p = command_parser("python -m benchmarks.stress.hostile", __doc__)
     p.add_argument("bundle", type=Path, help="a converted bundle to serve")
     p.add_argument("--images", type=Path, required=True, help="folder of valid images (the first 50 are used)")
     p.add_argument("--soak", type=positive_float, default=180, help="seconds of mixed traffic (default 180)")

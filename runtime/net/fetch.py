@@ -16,7 +16,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from runtime.errors import FetchError
-from runtime.netaddr import is_metadata, is_public
+from runtime.net.netaddr import is_metadata, is_public
 from runtime.settings import FetchPolicy
 
 REDIRECTS = (301, 302, 303, 307, 308)

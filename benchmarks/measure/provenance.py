@@ -7,8 +7,8 @@ import platform
 import shutil
 import subprocess
 
-from runtime.cpuinfo import cpu_info
-from runtime.threads import available_cpus
+from runtime.machine.cpuinfo import cpu_info
+from runtime.machine.threads import available_cpus
 
 PACKAGES = ("numpy", "pillow", "onnxruntime", "ai-edge-litert", "tensorflow", "keras", "onnx", "tf2onnx", "jax")
 

@@ -10,7 +10,7 @@ import copy
 
 import numpy as np
 
-from convert.tflite_flatbuffer import packed, read
+from convert.int8.tflite_flatbuffer import packed, read
 
 
 def _opcode(model, fb, builtin: int) -> int:

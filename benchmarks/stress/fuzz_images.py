@@ -1,6 +1,6 @@
 """Fuzz the image path with hypothesis for a bounded time: only the runtime's typed errors may escape.
 
-``python -m benchmarks.fuzz_images --seconds 600 [--model BUNDLE] [--found DIR]``. Inputs are real
+``python -m benchmarks.stress.fuzz_images --seconds 600 [--model BUNDLE] [--found DIR]``. Inputs are real
 and malformed seed files under random byte mutations; each case runs under a 5 s alarm, and
 resident memory is checked every 200 cases. Any other exception, hang or memory blow-up is
 saved to ``--found`` (kept as regression cases by tests/test_fuzz_regressions.py).
@@ -129,7 +129,7 @@ def save(found: Path, data: bytes, error: BaseException):
 
 
 def parser():
-    p = command_parser("python -m benchmarks.fuzz_images", __doc__)
+    p = command_parser("python -m benchmarks.stress.fuzz_images", __doc__)
     p.add_argument("--seconds", type=positive_float, default=600, help="how long to fuzz (default 600)")
     p.add_argument("--model", help="also run Classifier.predict with this model file or bundle")
     p.add_argument("--dataset", type=Path, help="folder of real JPEGs to add to the seeds")

@@ -9,7 +9,7 @@
       handler ``lambda_function.lambda_handler``, runtime ``pythonX.Y`` (default 3.12: Amazon Linux 2023;
       python3.11 runs on Amazon Linux 2, whose glibc 2.26 the pinned wheels do not support)
 
-Wheels for the target platform come from the registry (see runtime/wheels.py). A failed build leaves
+Wheels for the target platform come from the registry (see runtime/package/wheels.py). A failed build leaves
 nothing under the final name. Ends with the sizes against Lambda's limits.
 """
 
@@ -31,7 +31,7 @@ from runtime.cli import command_parser
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
 from runtime.files import replacing
 from runtime.formats import FORMATS, PRECISIONS
-from runtime.wheels import ARCHES, Installed, Target, folder_bytes, install
+from runtime.package.wheels import ARCHES, Installed, Target, folder_bytes, install
 
 LAMBDA_GLIBC = {"3.11": "2.26", "3.12": "2.34", "3.13": "2.34"}  # Amazon Linux 2 / 2023
 # Direct upload: 50 MiB (CreateFunction takes 69,905,067 bytes of base64); function + layers: 250 MiB unzipped.
@@ -45,7 +45,7 @@ from pathlib import Path
 if not os.environ.get("RUNTIME_MODEL"):
     os.environ["RUNTIME_MODEL"] = str(Path(__file__).with_name("model"))
 
-from runtime.lambda_function import lambda_handler  # noqa: E402,F401
+from runtime.package.lambda_function import lambda_handler  # noqa: E402,F401
 '''
 
 
@@ -80,7 +80,7 @@ def slim(fmt: str, dest: Path, target: Target, shown: str | None = None) -> Inst
     interpreter's Python (Lambda's code folder is read-only: without .pyc every cold start compiles);
     tracebacks name the files under ``shown``, where the folder will be (default ``dest``)."""
     installed = install(fmt, dest, target)
-    src = Path(__file__).resolve().parent
+    src = Path(__file__).resolve().parents[1]
     shutil.copytree(src, dest / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if target.python == Target.here().python:
         compileall.compile_dir(dest, quiet=2, workers=0, ddir=shown)

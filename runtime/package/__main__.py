@@ -1,0 +1,7 @@
+"""``python -m runtime.package``: runs runtime.package.build."""
+
+import sys
+
+from runtime.package.build import main
+
+sys.exit(main())
