@@ -245,7 +245,7 @@ def int8(source, calibration, dest, how: Method) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from convert.int8.qat_pack import trained_graph
+    from convert.int8.qat_graph import trained_graph
 
     o, recorded = how.options, {}
     tmp = source.scratch / "int8.onnx"
@@ -260,7 +260,7 @@ def int8(source, calibration, dest, how: Method) -> dict:
             model = onnx.load(str(prepare(source, model, calibration, o, opts)[0]))
         onnx.save_model(round_weights(model), str(tmp))
     elif o.get("qat"):
-        model, grid, record = trained_graph(source)
+        model, grid, record = trained_graph(source, prepared_file(source))
         onnx.save_model(model, str(src := source.scratch / "qat.onnx"))
         quantize(src, tmp, calibration, o, opts, model, grid_overrides(grid))
         recorded = {"training": record["training"]}

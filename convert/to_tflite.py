@@ -69,11 +69,11 @@ def grid_converter(source, calibration, onnx_method: Method) -> tuple:
     from convert import to_onnx
     from convert.int8.onnx_graph import not_applied
     from convert.int8.onnx_tf import OnnxGraph
-    from convert.int8.qat_pack import trained_graph
+    from convert.int8.qat_graph import trained_graph
 
     notes = {}
     if onnx_method.options.get("qat"):
-        model, grid, record = trained_graph(source)
+        model, grid, record = trained_graph(source, to_onnx.prepared_file(source))
         notes["training"] = record["training"]
     else:
         model, grid = to_onnx.rounded_graph(source, calibration, onnx_method)

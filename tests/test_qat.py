@@ -32,9 +32,10 @@ def trained(small_bundle, tiny_data, tmp_path_factory):
 def test_pack_holds_the_float_models_logits_and_the_jax_graph_computes_the_trained_onnx_graph(trained):
     import onnxruntime as ort
 
-    from convert.int8.qat_pack import PARTS, trained_graph, weight_values
+    from convert.int8.qat_graph import PARTS, trained_graph, weight_values
     from convert.int8.qat_train import forward, hwio, images, load_pack
     from convert.source import open_source
+    from convert.to_onnx import prepared_file
 
     bundle, pack = trained
     head, _ = load_pack(pack)
@@ -43,7 +44,7 @@ def test_pack_holds_the_float_models_logits_and_the_jax_graph_computes_the_train
     source = open_source(bundle)
     try:
         keras_logits = source.predict(np.concatenate([x, x[:, :, ::-1]]))
-        model, grid, _ = trained_graph(source)
+        model, grid, _ = trained_graph(source, prepared_file(source))
     finally:
         source.close()
     assert np.abs(keras_logits - np.concatenate([teacher[:, 0], teacher[:, 1]])).max() < 1e-4 * np.ptp(keras_logits)

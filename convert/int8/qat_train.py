@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.int8.qat_pack import PARTS, decode_jpeg, weight_arrays, weight_values
+from convert.int8.qat_graph import PARTS, weight_values
+from convert.int8.qat_pack import decode_jpeg, weight_arrays
 from runtime.cli import command_parser, non_negative_float, positive_float, positive_int
 
 
