@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.bundle import parse_metadata
+from runtime.cli import quiet_stderr
 from runtime.engines.tflite_metadata import read_metadata
 from runtime.errors import BackendUnavailable, ModelError, first_line
+from runtime.formats import TFLITE_IMPORTS
 from runtime.machine.threads import available_cpus
 
 METADATA_KEY = "edge_classifier"
@@ -126,10 +129,6 @@ def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
-TFLITE_IMPORTS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
-ONNX_IMPORTS = ("onnxruntime",)
-
-
 def _interpreter_class():
     """LiteRT's Interpreter, else tflite_runtime's, else TensorFlow's."""
     for module in TFLITE_IMPORTS:
@@ -150,15 +149,11 @@ def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             meta = read_metadata(data).get(METADATA_KEY)
-        from runtime.cli import quiet_stderr  # here: the CLI helpers are not needed to run a file
-
         with quiet_stderr(os.environ.get("RUNTIME_VERBOSE") != "1"):  # LiteRT's "INFO: Created ... delegate"
             it = Interpreter(model_path=str(path), num_threads=threads)  # LiteRT maps the file: no copy in memory
             it.allocate_tensors()
     except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
-    from runtime.bundle import parse_metadata  # here: bundle.py imports the format table, which imports this
-
     metadata = parse_metadata(meta, str(path))
     inp = it.get_input_details()[0]
     outputs = int(it.get_output_details()[0]["shape"][-1])
@@ -208,8 +203,6 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
         names = ", ".join(i.name for i in sess.get_inputs()[1:4])
         raise ModelError(f"{Path(path).name}: {len(sess.get_inputs())} inputs and {len(sess.get_outputs())} outputs; "
                          "an image classifier has one of each" + (f" (also asks for {names})" if names else ""))
-    from runtime.bundle import parse_metadata
-
     meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     outputs = sess.get_outputs()[0].shape[-1]
     inp = sess.get_inputs()[0]

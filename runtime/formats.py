@@ -1,16 +1,17 @@
 """The one table of model formats: it drives the CLIs, the conversion loop, the benchmark and the
 choice of an artifact (which devices a format runs on, what installs it, what imports run it)."""
 
+import importlib
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.backends import ONNX_IMPORTS, TFLITE_IMPORTS, load_onnx, load_tflite
 from runtime.errors import ModelError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEVICES = ("cpu", "gpu")
+TFLITE_IMPORTS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+ONNX_IMPORTS = ("onnxruntime",)
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,12 @@ class Format:
     devices: tuple[str, ...]
     extra: str
     imports: tuple[str, ...]
-    load: Callable
+    loader: str  # "module:function" loading a file of this format; imported when a file is loaded, not with the table
+
+    def load(self, path, threads=None, device="cpu", spinning=True):
+        """A runner of a file of this format (``infer(batch) -> logits``)."""
+        module, function = self.loader.split(":")
+        return getattr(importlib.import_module(module), function)(path, threads, device, spinning)
 
     def file(self, precision: str) -> str:
         """The artifact's file name inside a bundle, e.g. ``model.int8.onnx``."""
@@ -40,20 +46,12 @@ class Format:
 
 
 FORMATS = {f.name: f for f in (
-    Format("tflite", ".tflite", PRECISIONS, ("cpu",), "litert", TFLITE_IMPORTS, load_tflite),
-    Format("onnx", ".onnx", PRECISIONS, DEVICES, "onnx", ONNX_IMPORTS, load_onnx),
+    Format("tflite", ".tflite", PRECISIONS, ("cpu",), "litert", TFLITE_IMPORTS, "runtime.backends:load_tflite"),
+    Format("onnx", ".onnx", PRECISIONS, DEVICES, "onnx", ONNX_IMPORTS, "runtime.backends:load_onnx"),
 )}
 
-
-def _load_keras(path, threads=None, device="cpu", spinning=True):
-    """The source model itself, compiled (Keras is imported here only)."""
-    from runtime.engines.keras_runner import load_keras
-
-    return load_keras(path, threads, device)
-
-
 # The source model runs too (compare, benchmarks, a user's own file), but is no export target.
-KERAS = Format("keras", ".keras", (), DEVICES, "train", ("keras",), _load_keras)
+KERAS = Format("keras", ".keras", (), DEVICES, "train", ("keras",), "runtime.engines.keras_runner:load_source")
 
 
 def format_of(path) -> Format:

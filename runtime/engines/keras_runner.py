@@ -49,6 +49,11 @@ def _jax_call(model, device):
     return (lambda x: call(*state, x)), bool(gpus)
 
 
+def load_source(path, threads=None, device="cpu", spinning=True) -> KerasRunner:
+    """The source model as the format table loads it: compiled (``spinning`` means nothing to Keras)."""
+    return load_keras(path, threads, device)
+
+
 def load_keras(path, threads=None, device="cpu", compiled=True) -> KerasRunner:
     """Load ``model.keras`` with the configured Keras backend (TensorFlow or JAX)."""
     try:
