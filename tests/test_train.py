@@ -11,12 +11,12 @@ from PIL import Image
 from runtime.bundle import Manifest
 from runtime.files import sha256
 from tests.conftest import run_module
-from train.bn import recalibrate
 from train.config import TrainConfig
 from train.data import Batches, ImageFolder
 from train.evaluation import evaluate
-from train.features import pooled_features
 from train.fit import Splits, fit
+from train.fitting.bn import recalibrate
+from train.fitting.features import pooled_features
 from train.model import make_base, make_model
 
 SIZE = 71

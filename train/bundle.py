@@ -9,11 +9,11 @@ import numpy as np
 
 from runtime.bundle import Manifest, Source
 from runtime.files import replacing, write_json
-from train.checkpoint import save_atomic
 from train.data import Batches, ImageFolder
 from train.errors import TrainError
 from train.evaluation import Evaluation
 from train.fit import FitResult
+from train.fitting.checkpoint import save_atomic
 from train.imagenet import resolve
 
 MODEL = "model.keras"
@@ -69,7 +69,7 @@ def write_manifest(out: Path, classes, size: int, **details):
 def resize(bundle, size: int, out, recalibrate_on: ImageFolder | None = None):
     """Copy a bundle's model to another input size (Xception is fully convolutional) as a new bundle,
     optionally re-estimating BatchNorm statistics at the new size."""
-    from train.bn import recalibrate
+    from train.fitting.bn import recalibrate
     from train.model import compile_model, make_base
 
     bundle, out = Path(bundle), Path(out)

@@ -9,11 +9,11 @@ import keras
 
 from runtime.cli import keras_verbosity
 from train.augment import make_augmenter
-from train.bn import RecalibrateEachEpoch, recalibrate
-from train.checkpoint import BestCheckpoint, Checkpoint, EpochTimer
 from train.config import TrainConfig
 from train.data import Batches, ImageFolder
-from train.features import FeatureCache, ViewBatches, extract
+from train.fitting.bn import RecalibrateEachEpoch, recalibrate
+from train.fitting.checkpoint import BestCheckpoint, Checkpoint, EpochTimer
+from train.fitting.features import FeatureCache, ViewBatches, extract
 from train.model import FEATURES, make_base, make_model
 
 
