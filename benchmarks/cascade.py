@@ -70,6 +70,7 @@ def parser():
     p = command_parser("python -m benchmarks.cascade", __doc__)
     p.add_argument("bundle", type=Path, help="a converted bundle with cascades")
     p.add_argument("--images", type=Path, required=True, help="labelled images, e.g. the dataset's test/")
+    p.add_argument("--limit", type=positive_int, default=10 ** 9, help="at most this many images (default all)")
     p.add_argument("--rounds", type=positive_int, default=1,
                    help="passes over the images for the alternated latency (default 1)")
     p.add_argument("--e2e", action="store_true", help="also time runtime.predict (default vs fp32 ONNX), alternated")
@@ -106,15 +107,16 @@ def predict_run(bundle: Path, images: Path, *flags) -> tuple[float, dict]:
     return seconds, {a["input"]: a for a in answers}
 
 
-def e2e(bundle: Path, images: Path) -> dict:
-    """The default ``runtime.predict`` against the same pinned to fp32 ONNX: two alternated runs each."""
+def e2e(bundle: Path, images: Path, limit: int) -> dict:
+    """The default ``runtime.predict`` against the same pinned to fp32 ONNX (at most ``limit`` images): two
+    alternated runs each."""
     from runtime.parity import wilson
 
     runs = {"default": [], "fp32 onnx": []}
     answers = {}
     for _ in range(2):
         for name, flags in (("default", ()), ("fp32 onnx", ("--format", "onnx", "--precision", "fp32"))):
-            seconds, answers[name] = predict_run(bundle, images, *flags)
+            seconds, answers[name] = predict_run(bundle, images, "--limit", str(limit), *flags)
             runs[name].append(seconds)
     default, fp32 = answers["default"], answers["fp32 onnx"]
     same = sum(default[k]["label"] == fp32[k]["label"] for k in fp32)
@@ -140,7 +142,7 @@ def measure(args) -> Report:
     pairs = m.published_cascades()
     if not pairs:
         raise ModelError(f"{args.bundle}: no published cascade (run `python -m convert` with --calibration)")
-    images = load_images(args.images, m.spec(), m.classes, 10 ** 9)
+    images = load_images(args.images, m.spec(), m.classes, args.limit)
 
     def plain(file):
         e = m.entry(file)
@@ -173,7 +175,7 @@ def measure(args) -> Report:
         r.timing = next(t for t in timings if t.name == r.name)
     return Report(m.name, len(images.files), str(args.images), provenance(), fp32_file,
                   compare(ref, ref, images.labels).accuracy, results, timings,
-                  e2e(args.bundle, args.images) if args.e2e else {})
+                  e2e(args.bundle, args.images, args.limit) if args.e2e else {})
 
 
 def goals(rep: Report) -> list[dict]:

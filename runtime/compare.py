@@ -9,6 +9,7 @@ in conversion), on every image of the folder.
 """
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +26,7 @@ from runtime.cli import (
     share,
 )
 from runtime.errors import ModelError, RuntimeToolkitError
+from runtime.formats import DEVICES, FORMATS, PRECISIONS
 from runtime.parity import THRESHOLDS, images_needed
 
 
@@ -35,6 +37,10 @@ def parser():
     p.add_argument("--images", required=True, help="folder of images (labelled class/image gives accuracy)")
     p.add_argument("--limit", type=positive_int, help="images used, spread over the folder (default: all)")
     add_bare_model_args(p)
+    p.add_argument("--format", choices=tuple(FORMATS), help="the artifact format B picks when it is a bundle")
+    p.add_argument("--precision", choices=PRECISIONS, help="the artifact precision B picks when it is a bundle")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where both models run (default cpu)")
+    p.add_argument("--verbose", action="store_true", help="show the inference libraries' own log lines")
     p.add_argument("--max-diff", type=float, help="fail when the max |logit difference| is above this")
     p.add_argument("--min-agreement", type=share,
                    help="fail when the measured top-1 agreement is below this fraction (default: the 95%% lower "
@@ -49,15 +55,15 @@ def load_pair(args):
     from runtime.classifier import Classifier
 
     overrides = model_overrides(args)
-    a = Classifier.load(args.a, overrides=overrides)
+    a = Classifier.load(args.a, device=args.device, overrides=overrides)
     try:
-        b = Classifier.load(args.b, overrides=overrides)
+        b = Classifier.load(args.b, args.format, args.precision, device=args.device, overrides=overrides)
     except ModelError as e:
         if "carries no" not in str(e):
             raise
         info = a.info
-        b = Classifier.load(args.b, overrides={"classes": info.classes, "height": info.height,
-                                               "width": info.width, "mode": info.mode, **overrides})
+        b = Classifier.load(args.b, args.format, args.precision, device=args.device, overrides={
+            "classes": info.classes, "height": info.height, "width": info.width, "mode": info.mode, **overrides})
     if a.info.classes != b.info.classes:
         raise ModelError(f"the models name other classes: {a.info.classes} vs {b.info.classes}")
     return a, b
@@ -132,6 +138,8 @@ def _acc(x):
 def main(argv=None) -> int:
     end_quietly_on_broken_pipe()
     args = parser().parse_args(argv)
+    if args.verbose:
+        os.environ["RUNTIME_VERBOSE"] = "1"
     try:
         return run(args)
     except RuntimeToolkitError as e:
