@@ -82,3 +82,41 @@ def test_install_refuses_a_folder_that_is_not_empty_and_a_failed_one_leaves_noth
     assert main(["install", "--format", "onnx", "--glibc", "2.16", "--target", str(new)]) == 2
     assert "at least 2.17" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_two_builds_of_one_bundle_are_the_same_bytes_and_list_every_file(converted, tmp_path):
+    import hashlib
+
+    first = build_lambda(converted, "tflite", None, Target.here(), tmp_path / "a.zip")
+    second = build_lambda(converted, "tflite", None, Target.here(), tmp_path / "b.zip")
+    digest = [hashlib.sha256(p.path.read_bytes()).hexdigest() for p in (first, second)]
+    assert digest[0] == digest[1]
+    with zipfile.ZipFile(first.path) as z:
+        listed = json.loads(z.read("FILES.json"))
+        names = {i.filename for i in z.infolist()} - {"FILES.json"}
+        assert set(listed) == names and "lambda_function.py" in names and "model/model.int8.tflite" in names
+        assert all(hashlib.sha256(z.read(n)).hexdigest() == listed[n] for n in names)
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_a_wheel_whose_hash_differs_from_the_lock_is_refused(converted, tmp_path, capsys, monkeypatch):
+    from runtime.package import wheels
+
+    lock = json.loads(wheels.LOCK.read_text())
+    key = wheels.lock_key("onnx", Target.here())
+    pin = next(p for p in lock["sets"][key] if p.startswith("numpy=="))
+    lock["sets"][key][pin] = "0" * 64
+    (tmp_path / "wheels.lock.json").write_text(json.dumps(lock))
+    monkeypatch.setattr(wheels, "LOCK", tmp_path / "wheels.lock.json")
+    out = tmp_path / "function.zip"
+    assert main(["lambda", "--model", str(converted), "--format", "onnx", "--precision", "fp32", "--python",
+                 f"{sys.version_info.major}.{sys.version_info.minor}", "--glibc", Target.here().glibc,
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {pin} for {key.split(' ', 1)[1]}: its sha256 ")
+    assert err.endswith("is not the one in wheels.lock.json: refused")
+    assert not out.exists()
+    lock["sets"].pop(key)
+    (tmp_path / "wheels.lock.json").write_text(json.dumps(lock))
+    assert main(["install", "--format", "onnx", "--target", str(tmp_path / "slim")]) == 2
+    assert f"no locked wheels for {key} in wheels.lock.json" in capsys.readouterr().err

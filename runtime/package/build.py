@@ -9,13 +9,20 @@
       handler ``lambda_function.lambda_handler``, runtime ``pythonX.Y`` (default 3.12: Amazon Linux 2023;
       python3.11 runs on Amazon Linux 2, whose glibc 2.26 the pinned wheels do not support)
 
-Wheels for the target platform come from the registry (see runtime/package/wheels.py). A failed build leaves
-nothing under the final name. Ends with the sizes against Lambda's limits.
+  lock [--arch A ...] [--python X.Y ...]
+      pin each backend's wheels, at the versions installed here, by sha256 in runtime/package/wheels.lock.json
+
+Wheels for the target platform come from the registry, installed with their locked hashes required (see
+runtime/package/wheels.py). Every folder and zip holds FILES.json (each file's sha256), and the same bundle
+and lock give the same bytes (sorted entries, one timestamp, hash-based .pyc). A failed build leaves nothing
+under the final name. Ends with the sizes against Lambda's limits.
 """
 
 import argparse
 import compileall
+import json
 import os
+import py_compile
 import re
 import shutil
 import sys
@@ -29,9 +36,11 @@ from runtime.bundle import Cascade, Manifest, artifact_path
 from runtime.choice import choose
 from runtime.cli import command_parser
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
-from runtime.files import replacing
+from runtime.files import replacing, sha256
 from runtime.formats import FORMATS, PRECISIONS
-from runtime.package.wheels import ARCHES, Installed, Target, folder_bytes, install
+from runtime.package.wheels import ARCHES, LOCK, LOCKED, Installed, Target, folder_bytes, install, write_lock
+
+FILES = "FILES.json"  # in every folder and zip this command builds: each file's sha256
 
 LAMBDA_GLIBC = {"3.11": "2.26", "3.12": "2.34", "3.13": "2.34"}  # Amazon Linux 2 / 2023
 # Direct upload: 50 MiB (CreateFunction takes 69,905,067 bytes of base64); function + layers: 250 MiB unzipped.
@@ -82,9 +91,18 @@ def slim(fmt: str, dest: Path, target: Target, shown: str | None = None) -> Inst
     installed = install(fmt, dest, target)
     src = Path(__file__).resolve().parents[1]
     shutil.copytree(src, dest / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if target.python == Target.here().python:
-        compileall.compile_dir(dest, quiet=2, workers=0, ddir=shown)
+    if target.python == Target.here().python:  # hash-based .pyc: no timestamps, the same bytes every build
+        compileall.compile_dir(dest, quiet=2, workers=0, ddir=shown,
+                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    record_files(dest)
     return replace(installed, bytes=folder_bytes(dest))
+
+
+def record_files(folder: Path):
+    """Write FILES (path -> sha256 of every file under ``folder``, sorted) into it: what was packed, checkable."""
+    digests = {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*"))
+               if p.is_file() and p.name != FILES}
+    (folder / FILES).write_text(json.dumps(digests, indent=0, sort_keys=True) + "\n")
 
 
 def lambda_cascade(manifest: Manifest, fmt: str) -> Cascade | None:
@@ -119,11 +137,12 @@ def copy_model(bundle: Path, fmt: str, precision: str | None, dest: Path) -> str
 
 
 def zip_folder(folder: Path, out: Path):
-    """Zip ``folder``'s contents with world-readable modes (Lambda runs as another user)."""
+    """Zip ``folder``'s contents with world-readable modes (Lambda runs as another user), in sorted order and
+    with one fixed timestamp, so the same folder gives the same bytes."""
     with zipfile.ZipFile(out, "w") as z:  # each entry's ZipInfo sets its own compression
         for path in sorted(folder.rglob("*")):
             if path.is_file():
-                info = zipfile.ZipInfo.from_file(path, path.relative_to(folder))
+                info = zipfile.ZipInfo(str(path.relative_to(folder)), date_time=(1980, 1, 1, 0, 0, 0))
                 info.external_attr = (0o755 if path.stat().st_mode & 0o111 else 0o644) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with open(path, "rb") as f:
@@ -137,7 +156,7 @@ def build_lambda(bundle: Path, fmt: str, precision: str | None, target: Target, 
         root.mkdir()
         artifact = copy_model(Path(bundle), fmt, precision, root / "model")  # a bad bundle fails before pip
         (root / "lambda_function.py").write_text(HANDLER)
-        installed = slim(fmt, root, target, "/var/task")
+        installed = slim(fmt, root, target, "/var/task")  # FILES lists the handler and the model too
         unzipped = folder_bytes(root)
         if unzipped > LAMBDA_UNZIPPED:
             raise ModelError(f"{artifact}: the function would be {unzipped / 2 ** 20:.0f} MiB unzipped, over Lambda's "
@@ -157,7 +176,11 @@ def version(text: str) -> str:
 
 def parser():
     p = command_parser("python -m runtime.package", __doc__)
-    sub = p.add_subparsers(dest="command", required=True, help="install: a slim folder; lambda: a function zip")
+    sub = p.add_subparsers(dest="command", required=True,
+                           help="install: a slim folder; lambda: a function zip; lock: pin the wheels by sha256")
+    lock = sub.add_parser("lock", help="write runtime/package/wheels.lock.json from the versions installed here")
+    lock.add_argument("--arch", choices=tuple(ARCHES), action="append", help="CPUs to lock (default both)")
+    lock.add_argument("--python", type=version, action="append", help="Pythons to lock (default 3.11 and 3.12)")
     for name in ("install", "lambda"):
         s = sub.add_parser(name, description=__doc__.replace("``", ""),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,6 +211,14 @@ def target_of(args) -> Target:
 
 def run(args) -> int:
     """Build what the subcommand asks for and print its summary."""
+    if args.command == "lock":
+        targets = [Target(a, py, LOCKED[py] if py in LOCKED else "2.28") for a in args.arch or ARCHES
+                   for py in args.python or LOCKED]
+        sets = write_lock(targets)
+        for key, pins in sets.items():
+            print(f"{key}: {', '.join(pins)}")
+        print(f"{LOCK}: {len(sets)} wheel sets locked by sha256")
+        return 0
     target = target_of(args)
     if args.command == "install":
         if args.target.exists() and (not args.target.is_dir() or any(args.target.iterdir())):
