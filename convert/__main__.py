@@ -75,6 +75,15 @@ def parser():
 def main(argv=None) -> int:
     p = parser()
     args = model_positional(p, p.parse_args(argv), "source")
+    from convert.errors import SourceError
+    from convert.source import check_declared_size
+    from runtime.cli import error
+
+    try:  # a --size the file's own config contradicts is refused in one line before TensorFlow is imported
+        if args.source.is_file():
+            check_declared_size(args.source, args.size)
+    except SourceError as e:
+        return error(str(e))
     import_tensorflow_quietly(args.verbose)
     if not args.verbose:  # the exporters' libraries warn about their own internals on every run
         for module in ("onnxconverter_common", "keras", "tf2onnx", "tensorflow"):

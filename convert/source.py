@@ -1,8 +1,10 @@
 """The source Keras model of a bundle: loading, its SavedModel export, the metadata every file carries."""
 
+import json
 import shutil
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,39 @@ def output_kind(model) -> str:
 def scaling_layers(model) -> list[str]:
     """The Rescaling/Normalization layers among the model's first layers: the model scales its own pixels."""
     return [f"{type(layer).__name__} {layer.name!r}" for layer in model.layers[:4] if type(layer).__name__ in SCALING]
+
+
+def declared_input(path: Path) -> tuple | None:
+    """The (height, width) a saved model's config declares for its one input, read without Keras or TensorFlow
+    (.keras: its config.json; .h5: its model_config attribute); None where it cannot be told from the file (the
+    loaded model is checked again in any case)."""
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as z:
+                info = z.getinfo("config.json")
+                config = json.loads(z.read(info)) if info.file_size <= 16 << 20 else {}
+        elif path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                config = json.loads(f.attrs.get("model_config", "{}"))
+        else:
+            return None
+        layers = config["config"]["layers"]
+        shapes = [layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
+                  for layer in layers if layer.get("class_name") == "InputLayer"]
+    except Exception:  # any file Keras may still read: the check after loading decides
+        return None
+    if len(shapes) != 1 or not isinstance(shapes[0], list) or len(shapes[0]) != 4:
+        return None
+    return tuple(shapes[0][1:3])
+
+
+def check_declared_size(path: Path, size: int | None):
+    """SourceError, before TensorFlow is imported, when ``size`` contradicts the input the model file declares."""
+    hw = declared_input(path) if size else None
+    if hw and all(isinstance(d, int) for d in hw) and hw != (size, size):
+        raise SourceError(f"the model's input is {hw[0]}x{hw[1]}; --size {size} disagrees")
 
 
 def check_shapes(model, name: str, size: int | None) -> tuple[int, str]:

@@ -190,3 +190,19 @@ def test_a_grayscale_model_refuses_a_per_channel_mean_and_an_rgb_manifest(tmp_pa
     assert res.returncode == 2 and res.stderr.strip().splitlines()[-1] == (
         "error: g.keras: preprocessing caffe subtracts a mean per RGB channel: a one-channel (L) input cannot use it")
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_size_the_file_contradicts_is_refused_before_tensorflow_is_imported(tmp_path, suffix):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]).save(
+        tmp_path / f"m{suffix}")
+    code = ("import sys\nfor m in ('tensorflow', 'keras', 'tf2onnx'):\n    sys.modules[m] = None\n"
+            "from convert.__main__ import main\n"
+            f"sys.exit(main([{str(tmp_path / f'm{suffix}')!r}, '--classes', 'a,b,c', '--size', '150']))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.strip() == "error: the model's input is 64x64; --size 150 disagrees"
