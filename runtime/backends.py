@@ -155,8 +155,11 @@ def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner
     except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None
     metadata = parse_metadata(meta, str(path))
-    inp = it.get_input_details()[0]
-    outputs = int(it.get_output_details()[0]["shape"][-1])
+    try:  # LiteRT decodes the file's tensor names as UTF-8 only when they are read
+        inp = it.get_input_details()[0]
+        outputs = int(it.get_output_details()[0]["shape"][-1])
+    except (UnicodeDecodeError, IndexError, ValueError) as e:
+        raise ModelError(f"cannot load {path}: {type(e).__name__}: {first_line(e)}") from None
     return TFLiteRunner("litert", "xnnpack-cpu", threads, outputs, metadata, tuple(inp["shape_signature"].tolist()),
                         interpreter=it, batch=int(inp["shape"][0]))
 
@@ -199,12 +202,16 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
     if device == "gpu" and sess.get_providers()[0] not in GPU_PROVIDERS:
         raise BackendUnavailable(f"{Path(path).name}: CUDA was asked for, but onnxruntime ran the session on "
                                  f"{sess.get_providers()[0]} (CUDA or cuDNN libraries missing?)")
-    if len(sess.get_inputs()) != 1 or len(sess.get_outputs()) != 1:
-        names = ", ".join(i.name for i in sess.get_inputs()[1:4])
-        raise ModelError(f"{Path(path).name}: {len(sess.get_inputs())} inputs and {len(sess.get_outputs())} outputs; "
-                         "an image classifier has one of each" + (f" (also asks for {names})" if names else ""))
-    meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    outputs = sess.get_outputs()[0].shape[-1]
-    inp = sess.get_inputs()[0]
+    try:  # onnxruntime decodes the file's names and metadata as UTF-8 only when they are read
+        if len(sess.get_inputs()) != 1 or len(sess.get_outputs()) != 1:
+            names = ", ".join(i.name for i in sess.get_inputs()[1:4])
+            raise ModelError(f"{Path(path).name}: {len(sess.get_inputs())} inputs and {len(sess.get_outputs())} "
+                             "outputs; an image classifier has one of each" + (f" (also asks for {names})" if names
+                                                                               else ""))
+        meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        outputs = sess.get_outputs()[0].shape[-1]
+        inp = sess.get_inputs()[0]
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: its names or metadata are not UTF-8") from None
     return OnnxRunner("onnxruntime", sess.get_providers()[0], threads, outputs if isinstance(outputs, int) else 0,
                       parse_metadata(meta, str(path)), tuple(inp.shape), session=sess, input_name=inp.name)

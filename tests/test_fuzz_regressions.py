@@ -69,3 +69,24 @@ def test_a_short_http_and_lambda_fuzz_finds_nothing(converted, tiny_data, tmp_pa
     assert findings == []
     assert server["requests"] > 20 and {"200", "400"} <= set(server["statuses"])
     assert handler["events"] > 50 and {"200", "400"} <= set(handler["statuses"])
+
+
+def test_a_short_model_file_fuzz_run_finds_nothing(tmp_path):
+    from benchmarks.stress.fuzz_models import fuzz, onnx_seed, tflite_seed
+
+    seeds = {".onnx": onnx_seed(), ".tflite": tflite_seed()}
+    stats = fuzz(15, seeds, tmp_path / "found")
+    assert stats["cases"] > 100 and stats["findings"] == 0, sorted(p.read_text() for p in tmp_path.rglob("*.txt"))
+    assert stats["typed_errors"] > 0 and stats["ok"] > 0
+
+
+def test_a_model_file_whose_metadata_is_not_utf8_is_a_typed_error(tmp_path):
+    from benchmarks.stress.fuzz_models import onnx_seed
+    from runtime.classifier import Classifier
+    from runtime.errors import ModelError
+
+    data = onnx_seed()
+    assert data.count(b'"name": "fuzz"') == 1
+    (tmp_path / "m.onnx").write_bytes(data.replace(b'"name": "fuzz"', b'"name": "\xff\xfe\xfd\xfc"'))
+    with pytest.raises(ModelError, match="names or metadata are not UTF-8"):
+        Classifier.load(tmp_path / "m.onnx")
