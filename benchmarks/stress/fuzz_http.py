@@ -3,9 +3,12 @@
 ``python -m benchmarks.stress.fuzz_http BUNDLE --seconds 600``: hypothesis builds raw HTTP requests (methods,
 paths, headers, media types, framings, bodies: images, mutated images, JSON of any shape, hostile
 URLs, bytes) sent over sockets to ``runtime.serve`` on 127.0.0.1, and events of any JSON shape for
-``lambda_handler``. A finding is a 5xx, an answer that is not JSON, a connection dropped without
-an answer to a complete request, /health failing afterwards, a traceback in the server log, or a
-handler that raises or answers anything but a JSON-serialisable object with status 200 or 400.
+``lambda_handler``. Framings include pipelined pairs, ambiguous framing (Content-Length with
+Transfer-Encoding, a folded Transfer-Encoding line), and clients that pipeline requests and never read.
+A finding is a 5xx, an answer that is not JSON, a connection dropped without an answer to a complete
+request, more than one answer (or anything but 400) to an ambiguous framing, /health failing afterwards, a
+traceback in the server log, or a handler that raises or answers anything but a JSON-serialisable object
+with status 200 or 400.
 """
 
 import base64
@@ -55,12 +58,23 @@ def bodies(images: list[bytes]):
     return st.one_of(st.sampled_from(images), mutated, as_json, multipart, st.binary(max_size=256))
 
 
+AMBIGUOUS = ("smuggle", "folded")
+
+
 def frame(method: str, path: str, ctype: str, body: bytes, framing: str, headers: list) -> tuple[bytes, bool]:
-    """The raw request and whether it is complete (a server owes a complete request an answer)."""
+    """The raw request and whether it is complete (a server owes a complete request an answer); ``pipelined``
+    sends the request twice in one write, ``smuggle`` and ``folded`` frame its body ambiguously."""
+    if framing == "pipelined":
+        first, complete = frame(method, path, ctype, body, "length", headers)
+        return first.replace(b"Connection: close\r\n", b"", 1) + first, complete
     head = [f"{method} {path} HTTP/1.1", "Host: fuzz", "Connection: close"]
     head += [f"Content-Type: {ctype}"] if ctype else []
     head += [f"{k}: {v}" for k, v in headers]
-    if framing == "chunked":
+    if framing in AMBIGUOUS:
+        head += [f"Content-Length: {len(body)}", "Transfer-Encoding: chunked" if framing == "smuggle"
+                 else "Transfer-Encoding:\r\n chunked"]
+        data = body
+    elif framing == "chunked":
         head.append("Transfer-Encoding: chunked")
         data = (f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n") if body else b"0\r\n\r\n"
     elif framing == "short":
@@ -90,10 +104,30 @@ def exchange(base: str, raw: bytes, timeout=30.0) -> bytes:
     return data
 
 
-def judge(answer: bytes, complete: bool, method: str) -> str | None:
+def statuses(answer: bytes, method: str) -> list[int]:
+    """The final (non-1xx) statuses of the responses in ``answer``, walked by their Content-Length."""
+    out, at = [], 0
+    while answer.startswith(b"HTTP/1.1 ", at) and (end := answer.find(b"\r\n\r\n", at)) >= 0:
+        lines = answer[at:end].decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next((int(v) for k, _, v in (h.partition(":") for h in lines[1:])
+                       if k.strip().lower() == "content-length" and v.strip().isdigit()), 0)
+        if status >= 200:
+            out.append(status)
+        at = end + 4 + (length if status >= 200 and method != "HEAD" else 0)
+    return out
+
+
+def judge(answer: bytes, complete: bool, method: str, framing: str = "length") -> str | None:
     """Why an answer is a finding, or None."""
     if not answer:
         return None if not complete else "connection closed without an answer"
+    final = statuses(answer, method)
+    answers = len(final)
+    if framing in AMBIGUOUS and final != [400]:
+        return f"answers {final} to an ambiguous framing (one 400 is due)"
+    if answers > (2 if framing == "pipelined" else 1):
+        return f"{answers} answers to {'two requests' if framing == 'pipelined' else 'one request'}"
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -109,20 +143,28 @@ def judge(answer: bytes, complete: bool, method: str) -> str | None:
 def fuzz_server(base: str, images: list[bytes], seconds: float, findings: list) -> dict:
     """Raw requests for ``seconds``; /health checked after every 20."""
     stats = {"requests": 0, "statuses": {}}
+    silent = []
     headers = st.lists(st.tuples(st.sampled_from(["X-A", "Expect", "Content-Length", "Transfer-Encoding", "Range"]),
                                  st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20)),
                        max_size=2)
 
     @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(st.sampled_from(["GET", "POST", "POST", "POST", "PUT", "HEAD", "OPTIONS", "BREW"]), st.sampled_from(PATHS),
-           st.sampled_from(TYPES), bodies(images), st.sampled_from(["length", "length", "chunked", "short"]), headers)
-    def case(method, path, ctype, body, framing, extra):
+           st.sampled_from(TYPES), bodies(images),
+           st.sampled_from(["length", "length", "chunked", "short", "pipelined", *AMBIGUOUS]), headers,
+           st.integers(0, 9))
+    def case(method, path, ctype, body, framing, extra, dice):
         raw, complete = frame(method, path, ctype, body, framing, extra)
+        if dice == 0 and len(silent) < 20:  # a client that pipelines and never reads, left open
+            host, port = base.removeprefix("http://").split(":")
+            silent.append(socket.create_connection((host, int(port)), timeout=5))
+            silent[-1].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            silent[-1].sendall(b"GET /docs HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
         answer = exchange(base, raw)
         stats["requests"] += 1
         code = answer.split(b" ", 2)[1].decode("latin-1") if answer else "closed"
         stats["statuses"][code] = stats["statuses"].get(code, 0) + 1
-        if (why := judge(answer, complete and not extra, method)) is not None:
+        if (why := judge(answer, complete and not extra, method, framing)) is not None:
             findings.append({"where": "http", "why": why, "request": raw[:300].decode("latin-1")})
         if stats["requests"] % 20 == 0 and b" 200 " not in exchange(base, b"GET /health HTTP/1.1\r\nHost: x\r\n"
                                                                          b"Connection: close\r\n\r\n")[:20]:
@@ -131,6 +173,9 @@ def fuzz_server(base: str, images: list[bytes], seconds: float, findings: list) 
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         case()
+    for sock in silent:
+        sock.close()
+    stats["silent_clients"] = len(silent)
     return stats
 
 
