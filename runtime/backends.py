@@ -99,11 +99,11 @@ class TFLiteRunner(Runner):
     def infer(self, batch):
         it = self.interpreter
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        if batch.shape[0] != self.batch:
-            it.resize_tensor_input(inp["index"], list(batch.shape))
-            it.allocate_tensors()
-            self.batch = batch.shape[0]
         try:
+            if batch.shape[0] != self.batch:
+                it.resize_tensor_input(inp["index"], list(batch.shape))
+                it.allocate_tensors()
+                self.batch = batch.shape[0]
             it.set_tensor(inp["index"], quantize(batch, inp))
             it.invoke()
         except (ValueError, RuntimeError) as e:
@@ -211,7 +211,8 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
         meta = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         outputs = sess.get_outputs()[0].shape[-1]
         inp = sess.get_inputs()[0]
+        shape, name = tuple(inp.shape), inp.name
     except UnicodeDecodeError:
         raise ModelError(f"{path}: its names or metadata are not UTF-8") from None
     return OnnxRunner("onnxruntime", sess.get_providers()[0], threads, outputs if isinstance(outputs, int) else 0,
-                      parse_metadata(meta, str(path)), tuple(inp.shape), session=sess, input_name=inp.name)
+                      parse_metadata(meta, str(path)), shape, session=sess, input_name=name)

@@ -90,3 +90,14 @@ def test_a_model_file_whose_metadata_is_not_utf8_is_a_typed_error(tmp_path):
     (tmp_path / "m.onnx").write_bytes(data.replace(b'"name": "fuzz"', b'"name": "\xff\xfe\xfd\xfc"'))
     with pytest.raises(ModelError, match="names or metadata are not UTF-8"):
         Classifier.load(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("path", sorted((FOUND / "models").glob("*.*")), ids=lambda p: p.name)
+def test_kept_model_file_findings_raise_only_typed_errors(path):
+    import numpy as np
+
+    from runtime.classifier import Classifier
+    from runtime.errors import RuntimeToolkitError
+
+    with pytest.raises(RuntimeToolkitError):
+        Classifier.load(path).answer(np.zeros((1, 8, 8, 3), np.float32))
