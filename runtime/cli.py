@@ -127,6 +127,16 @@ def runtime_settings(args):
     return settings
 
 
+def load_model(args):
+    """(settings, classifier) from the flags ``add_model_args``, ``add_thread_args`` and ``add_url_args`` added:
+    what predict and serve load the same way."""
+    from runtime.classifier import Classifier
+
+    settings = runtime_settings(args)
+    return settings, Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
+                                     model_overrides(args), settings.limits, args.profile)
+
+
 def model_overrides(args) -> dict:
     """The bare-model flags that were given, as ``ModelInfo`` fields."""
     given = {"classes": args.classes.split(",") if args.classes else None,

@@ -19,9 +19,8 @@ from runtime.cli import (
     command_parser,
     end_quietly_on_broken_pipe,
     error,
-    model_overrides,
+    load_model,
     positive_int,
-    runtime_settings,
 )
 from runtime.errors import RuntimeToolkitError, first_line
 from runtime.settings import is_url
@@ -127,12 +126,8 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     import numpy as np
 
-    from runtime.classifier import Classifier
-
     try:
-        settings = runtime_settings(args)
-        clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
-                              model_overrides(args), settings.limits, args.profile)
+        settings, clf = load_model(args)
     except RuntimeToolkitError as e:
         return error(str(e))
     print(f"model: {clf.name} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads); "

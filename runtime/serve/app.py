@@ -25,10 +25,9 @@ from runtime.cli import (
     add_url_args,
     command_parser,
     error,
-    model_overrides,
+    load_model,
     positive_float,
     positive_int,
-    runtime_settings,
 )
 from runtime.errors import BackendUnavailable, ConfigError, ModelError, RuntimeToolkitError
 from runtime.net.fetch import DEFAULT_POLICY, FetchPolicy
@@ -204,9 +203,7 @@ def main(argv=None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        settings = runtime_settings(args)
-        clf = Classifier.load(args.model, args.format, args.precision, args.threads, args.device,
-                              model_overrides(args), settings.limits, args.profile)
+        settings, clf = load_model(args)
     except RuntimeToolkitError as e:
         return error(str(e))
     r = clf.runner
