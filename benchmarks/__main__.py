@@ -64,7 +64,7 @@ class Subject:
     spec: object  # runtime.preprocessing.ImageSpec, imported with the rest when the benchmark runs
     targets: list
     macs_file: Path | None  # the fp32 ONNX (else the .keras model) whose multiply-adds are counted
-    overrides: dict
+    overrides: object  # runtime.bundle.Overrides of a bare file's flags, or None
 
 
 def subject(args) -> Subject:
@@ -81,12 +81,12 @@ def subject(args) -> Subject:
         counted = [args.bundle / onnx.file] if onnx else []
         counted.append(args.bundle / m.source.file)
         return Subject(m.name, list(m.classes), m.spec(), targets(args.bundle),
-                       next((f for f in counted if f.is_file()), None), {})
+                       next((f for f in counted if f.is_file()), None), None)
     if not args.bundle.is_file():
         raise ModelError(f"no bundle or model file at {args.bundle}")
     overrides = model_overrides(args)
     info = Classifier.load(args.bundle, overrides=overrides).info
-    return Subject(args.bundle.stem, info.classes, info.spec, file_target(args.bundle), args.bundle, overrides)
+    return Subject(args.bundle.stem, list(info.classes), info.spec, file_target(args.bundle), args.bundle, overrides)
 
 
 def op_profiles(rows, sub, one) -> dict:

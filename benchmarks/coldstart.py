@@ -26,9 +26,10 @@ def main():
         x = ImageSpec(**{"height": shape[1], "width": shape[2], **spec}).load(image)[None]
         label = int(model.predict(x, verbose=0).argmax())
     else:
+        from runtime.bundle import Overrides
         from runtime.classifier import Classifier
 
-        clf = Classifier.load(path, device=device, overrides=overrides)
+        clf = Classifier.load(path, device=device, overrides=Overrides(**overrides))
         label = clf.info.classes.index(clf.predict([image])[0].label)
     done = time.time()
     print(json.dumps({"done": done, "label": label, "peak_rss_mb": peak_rss_mb()}))

@@ -149,7 +149,7 @@ def cold_start(target: Target, image: str, device: str, overrides=None, spec=Non
     env = child_env(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.time()
     res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(target.file), image, device,
-                          json.dumps(overrides or {}), json.dumps(asdict(spec) if spec else {})],
+                          json.dumps(asdict(overrides) if overrides else {}), json.dumps(asdict(spec) if spec else {})],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     if res.returncode != 0:
         raise ModelError(f"cold start failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")

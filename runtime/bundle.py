@@ -251,6 +251,84 @@ def parse_metadata(raw: bytes | str | None, where: str) -> dict:
     return d
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """What the user's flags say of a model (``--classes``, ``--size`` as (height, width), ``--preprocessing``):
+    they fill what a bare file does not say and win over what its metadata or a manifest says."""
+
+    classes: tuple[str, ...] | None = None
+    size: tuple[int, int] | None = None
+    mode: str | None = None
+
+
+NO_OVERRIDES = Overrides()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the runtime must know about a model besides its weights: one record, whether a manifest, a model
+    file's metadata or the user's flags said it."""
+
+    name: str
+    classes: tuple[str, ...]
+    input: Input
+    preprocessing: Preprocessing = Preprocessing()
+    output: str = "logits"
+
+    @property
+    def spec(self) -> ImageSpec:
+        """How this model's images become inputs."""
+        p = self.preprocessing
+        return ImageSpec(self.input.height, self.input.width, p.mode, p.resize, p.color)
+
+    @classmethod
+    def parse(cls, d, where: str, what: str = "", name: str = "", shape=None, channels=None,
+              overrides: Overrides = NO_OVERRIDES):
+        """From a manifest's or a model file's JSON object (``what``: a word naming its fields, "metadata "),
+        every field checked; a bare file's fixed input ``shape`` (H, W) and ``channels``, then ``overrides``,
+        give what it does not say. ModelError names the first field missing or malformed."""
+        at = f"{where}: {what}"
+        _check(d, dict, where)
+        size = _check(d.get("input", {}), dict, f"{at}input")
+        if "height" not in size and shape and all(shape) and overrides.size is None:
+            size = {**size, "height": shape[0], "width": shape[1]}
+        classes = d["classes"] if "classes" in d else overrides.classes
+        missing = [flag for flag, known in (("--classes", classes is not None),
+                                            ("--size", "height" in size or overrides.size is not None)) if not known]
+        if missing:
+            raise ModelError(f"{where} carries no {'/'.join(f.lstrip('-') for f in missing)} in its metadata: "
+                             f"give {' and '.join(missing)} (and --preprocessing if not xception)")
+        pre = _check(d.get("preprocessing", {}), dict, f"{at}preprocessing")
+        if channels == 1 and "color" not in pre:
+            pre = {**pre, "color": "L"}
+        preprocessing = Preprocessing.parse(pre, f"{at}preprocessing")
+        if overrides.size is not None:
+            size = {**size, "height": overrides.size[0], "width": overrides.size[1]}
+        inp = Input.parse({"channels": COLORS[preprocessing.color], **size}, f"{at}input")
+        if inp.channels != COLORS[preprocessing.color]:
+            raise ManifestError(f"{at}input has {inp.channels} channels; preprocessing colour {preprocessing.color} "
+                                f"gives {COLORS[preprocessing.color]}")
+        info = cls(_check(d.get("name", name), str, f"{at}name"),
+                   tuple(check_classes(_check(list(classes) if isinstance(classes, tuple) else classes, list,
+                                              f"{at}classes"), f"{at}classes")),
+                   inp, preprocessing, output_kind(d.get("output", "logits"), f"{at}output"))
+        return info.with_overrides(overrides, where)
+
+    def with_overrides(self, overrides: Overrides, where: str) -> "ModelInfo":
+        """This record with what the user's flags say (each checked as a manifest's field would be)."""
+        info = self
+        if overrides.classes is not None:
+            info = replace(info, classes=tuple(check_classes(list(overrides.classes), f"{where}: --classes")))
+        if overrides.size is not None:
+            height, width = overrides.size
+            info = replace(info, input=Input.parse({**asdict(info.input), "height": height, "width": width},
+                                                   f"{where}: --size"))
+        if overrides.mode is not None:
+            pre = {**asdict(info.preprocessing), "mode": overrides.mode}
+            info = replace(info, preprocessing=Preprocessing.parse(pre, f"{where}: --preprocessing"))
+        return info
+
+
 def margin_of(value, where: str) -> float:
     """A cascade gate: a finite top-2 logit margin in [0, MAX_MARGIN]."""
     value = float(_check(value, (int, float), where))
@@ -398,7 +476,6 @@ class Manifest:
         _check(d, dict, str(path))
         if d.get("schema") != SCHEMA:
             raise ManifestError(f"{path}: schema {d.get('schema')!r}, expected {SCHEMA}")
-        classes = check_classes(_check(d.get("classes"), list, f"{path}: classes"), f"{path}: classes")
         artifacts = _check(d.get("artifacts", []), list, f"{path}: artifacts")
         parsed = tuple(Artifact.parse(a, f"{path}: artifacts[{i}]") for i, a in enumerate(artifacts))
         if len({a.file for a in parsed}) != len(parsed):
@@ -413,14 +490,11 @@ class Manifest:
                 if file not in published:
                     why = "failed parity" if file in {a.file for a in parsed} else "is not in the bundle"
                     raise ManifestError(f"{path}: cascades[{i}].{role}: {file} {why}")
-        inp, pre = Input.parse(d.get("input"), f"{path}: input"), Preprocessing.parse(d.get("preprocessing", {}),
-                                                                                     f"{path}: preprocessing")
-        if inp.channels != COLORS[pre.color]:
-            raise ManifestError(f"{path}: input has {inp.channels} channels; preprocessing colour {pre.color} gives "
-                                f"{COLORS[pre.color]}")
-        return cls(_check(d.get("name", Path(bundle).name), str, f"{path}: name"), tuple(classes), inp,
-                   Source.parse(d.get("source"), f"{path}: source"), pre,
-                   output_kind(d.get("output", "logits"), f"{path}: output"), parsed, pairs)
+        _check(d.get("classes"), list, f"{path}: classes")
+        _check(d.get("input"), dict, f"{path}: input")
+        info = ModelInfo.parse(d, str(path), name=Path(bundle).name)
+        return cls(info.name, info.classes, info.input, Source.parse(d.get("source"), f"{path}: source"),
+                   info.preprocessing, info.output, parsed, pairs)
 
     def to_dict(self) -> dict:
         """The manifest as JSON data, schema first."""
@@ -453,10 +527,14 @@ class Manifest:
             return replace(self, source=source)
         return replace(self, source=source, artifacts=(), cascades=())
 
+    @property
+    def info(self) -> ModelInfo:
+        """The model this bundle holds, as the runtime needs it."""
+        return ModelInfo(self.name, self.classes, self.input, self.preprocessing, self.output)
+
     def spec(self) -> ImageSpec:
         """How this bundle's images become inputs."""
-        return ImageSpec(self.input.height, self.input.width, self.preprocessing.mode, self.preprocessing.resize,
-                         self.preprocessing.color)
+        return self.info.spec
 
     def verified(self) -> list[Artifact]:
         """The artifacts whose parity passed."""

@@ -8,69 +8,15 @@ import numpy as np
 
 from runtime.backends import Answer
 from runtime.bundle import FILE as MANIFEST
-from runtime.bundle import MAX_SIDE, OUTPUTS, Manifest, ManifestError, check_classes, load_verified
+from runtime.bundle import MAX_SIDE, NO_OVERRIDES, Manifest, ManifestError, ModelInfo, Overrides, load_verified
 from runtime.cascade import CascadeRunner
 from runtime.choice import choose
 from runtime.errors import ModelError, OutputError
 from runtime.formats import FORMATS, PRECISIONS, format_of
 from runtime.machine.threads import profile as deployment
-from runtime.preprocessing import COLORS, DEFAULT_LIMITS, MODES, RESAMPLE, DecodeLimits, ImageSpec, color_problem
+from runtime.preprocessing import COLORS, DEFAULT_LIMITS, DecodeLimits
 
 DEFAULT_MODEL = "artifacts/default"
-
-
-@dataclass
-class ModelInfo:
-    """What the runtime must know about a model besides its weights."""
-
-    name: str
-    classes: list[str]
-    height: int
-    width: int
-    mode: str
-    resize: str
-    output: str = "logits"
-    color: str = "RGB"
-
-    @classmethod
-    def from_dict(cls, meta: dict, where: str, overrides: dict | None = None, shape=None, channels=None):
-        """From a manifest or a model file's metadata, with ``overrides`` (``--classes``, ``--size``,
-        ``--preprocessing``) winning and a bare file's fixed input ``shape`` (H, W) and ``channels`` filling
-        the size and colour."""
-        if not isinstance(meta, dict) or not all(isinstance(meta.get(k, {}), dict) for k in ("preprocessing", "input")):
-            raise ModelError(f"{where}: its metadata is not an object with preprocessing and input objects")
-        pre, size = meta.get("preprocessing") or {}, meta.get("input") or {}
-        fields = {"name": meta.get("name", ""), "classes": meta.get("classes"),
-                  "height": size.get("height") or (shape or (None, None))[0],
-                  "width": size.get("width") or (shape or (None, None))[1],
-                  "mode": pre.get("mode", "xception"), "resize": pre.get("resize", "nearest"),
-                  "output": meta.get("output", "logits"),
-                  "color": pre.get("color", "L" if channels == 1 else "RGB"), **(overrides or {})}
-        missing = [flag for flag, known in (("--classes", fields["classes"]),
-                                            ("--size", fields["height"] and fields["width"])) if not known]
-        if missing:
-            raise ModelError(f"{where} carries no {'/'.join(f.lstrip('-') for f in missing)} in its metadata: "
-                             f"give {' and '.join(missing)} (and --preprocessing if not xception)")
-        check_classes(fields["classes"] if isinstance(fields["classes"], list) else None, f"{where}: classes")
-        try:
-            info = cls(str(fields["name"]), list(fields["classes"]), int(fields["height"]),
-                       int(fields["width"]), fields["mode"], fields["resize"], fields["output"], fields["color"])
-        except (TypeError, ValueError, OverflowError):
-            raise ModelError(f"{where}: malformed classes or input size in its metadata") from None
-        if not isinstance(info.mode, str) or info.mode not in MODES:
-            raise ModelError(f"{where}: unknown preprocessing mode {info.mode!r:.40} (known: {', '.join(MODES)})")
-        if not isinstance(info.resize, str) or info.resize not in RESAMPLE:
-            raise ModelError(f"{where}: unknown resize filter {info.resize!r:.40} (known: {', '.join(RESAMPLE)})")
-        if not isinstance(info.output, str) or info.output not in OUTPUTS:
-            raise ModelError(f"{where}: output {info.output!r:.40} is neither {' nor '.join(OUTPUTS)}")
-        if problem := color_problem(info.mode, info.color if isinstance(info.color, str) else repr(info.color)):
-            raise ModelError(f"{where}: {problem}")
-        return info
-
-    @property
-    def spec(self) -> ImageSpec:
-        """How this model's images become inputs."""
-        return ImageSpec(self.height, self.width, self.mode, self.resize, self.color)
 
 
 @dataclass
@@ -86,14 +32,14 @@ class Prediction:
     rechecked: bool = False
 
 
-def manifest_beside(path: Path) -> dict:
-    """The manifest of the bundle a file lies in (its ``model.keras``, say), or {}."""
+def manifest_beside(path: Path) -> Manifest | None:
+    """The manifest of the bundle a file lies in (its ``model.keras``, say), if it reads."""
     if not (path.parent / MANIFEST).is_file():
-        return {}
+        return None
     try:
-        return Manifest.read(path.parent).to_dict()
+        return Manifest.read(path.parent)
     except ManifestError:
-        return {}
+        return None
 
 
 class Classifier:
@@ -119,7 +65,8 @@ class Classifier:
         return f"cascade {self.file} > {Path(self.exact_file).name} (gate {self.runner.margin:.2f})"
 
     @classmethod
-    def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu", overrides=None,
+    def load(cls, path=None, fmt=None, precision=None, threads=None, device="cpu",
+             overrides: Overrides = NO_OVERRIDES,
              limits: DecodeLimits = DEFAULT_LIMITS, profile: str | None = None):
         """Load a model file, or pick an artifact from a bundle folder (checking its hash); ``overrides``
         supply or replace classes, size and preprocessing mode (a bare model file has none); ``limits``
@@ -139,7 +86,7 @@ class Classifier:
             manifest = Manifest.read(path)
             choice = choose(manifest, fmt, precision, device)
             file, runner = load_verified(path, choice.entry, lambda f: load(f, FORMATS[choice.entry.format]))
-            info = ModelInfo.from_dict(manifest.to_dict(), str(path), overrides)
+            info = manifest.info.with_overrides(overrides, str(path))
             said = size_origin(overrides, "the manifest")
             if choice.cascade is None:
                 return cls(runner, info, str(file), limits, choice.reason, precision=choice.entry.precision,
@@ -150,8 +97,12 @@ class Classifier:
         if not path.is_file():
             raise ModelError(f"{path} is neither a model file nor a bundle folder")
         runner = load(path, format_of(path))
-        meta = runner.metadata or manifest_beside(path)
-        info = ModelInfo.from_dict(meta, str(path), overrides, runner.input_hw, runner.input_channels)
+        beside = None if runner.metadata else manifest_beside(path)
+        if beside is not None:
+            info = beside.info.with_overrides(overrides, str(path))
+        else:
+            info = ModelInfo.parse(runner.metadata or {}, str(path), "metadata ", shape=runner.input_hw,
+                                   channels=runner.input_channels, overrides=overrides)
         said = size_origin(overrides, "its metadata" if runner.metadata else "the manifest beside it")
         return cls(runner, info, str(path), limits, said_by=said)
 
@@ -200,24 +151,24 @@ class Classifier:
                           bool(rechecked))
 
 
-def size_origin(overrides: dict | None, otherwise: str) -> str:
+def size_origin(overrides: Overrides, otherwise: str) -> str:
     """Who gave a model's input size: ``--size`` when it was given, else ``otherwise``."""
-    return "--size" if overrides and "height" in overrides else otherwise
+    return "--size" if overrides.size is not None else otherwise
 
 
 def check_input(runner, info: ModelInfo, file: str, said_by: str):
     """ModelError, before any image is decoded, when the size the runtime would resize to disagrees with the
     model's own fixed input, or is over MAX_SIDE where the model does not fix it."""
-    hw = runner.input_hw
-    if hw and all(hw) and tuple(hw) != (info.height, info.width):
-        raise ModelError(f"{file}: the model's input is {hw[0]}x{hw[1]}; {said_by} says {info.height}x{info.width}")
+    hw, height, width, color = runner.input_hw, info.input.height, info.input.width, info.preprocessing.color
+    if hw and all(hw) and tuple(hw) != (height, width):
+        raise ModelError(f"{file}: the model's input is {hw[0]}x{hw[1]}; {said_by} says {height}x{width}")
     channels = runner.input_channels
-    if channels and channels != COLORS[info.color]:
+    if channels and channels != COLORS[color]:
         raise ModelError(f"{file}: the model's input has {channels} channel{'s' * (channels != 1)}; {said_by} says "
-                         f"{info.color} ({COLORS[info.color]})")
+                         f"{color} ({COLORS[color]})")
     fixed = hw and all(hw)
-    if not fixed and not 1 <= min(info.height, info.width) <= max(info.height, info.width) <= MAX_SIDE:
-        raise ModelError(f"{file}: {said_by} asks for a {info.height}x{info.width} input; 1 to {MAX_SIDE} per side")
+    if not fixed and not 1 <= min(height, width) <= max(height, width) <= MAX_SIDE:
+        raise ModelError(f"{file}: {said_by} asks for a {height}x{width} input; 1 to {MAX_SIDE} per side")
 
 
 def cascade_runner(fast, exact, margin: float) -> CascadeRunner:

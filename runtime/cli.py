@@ -137,11 +137,12 @@ def load_model(args):
                                      model_overrides(args), settings.limits, args.profile)
 
 
-def model_overrides(args) -> dict:
-    """The bare-model flags that were given, as ``ModelInfo`` fields."""
-    given = {"classes": args.classes.split(",") if args.classes else None,
-             "height": args.size, "width": args.size, "mode": args.preprocessing}
-    return {k: v for k, v in given.items() if v is not None}
+def model_overrides(args):
+    """What the bare-model flags say (``runtime.bundle.Overrides``)."""
+    from runtime.bundle import Overrides
+
+    return Overrides(tuple(args.classes.split(",")) if args.classes else None,
+                     None if args.size is None else (args.size, args.size), args.preprocessing)
 
 
 @contextmanager

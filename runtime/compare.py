@@ -52,6 +52,7 @@ def parser():
 
 def load_pair(args):
     """Both classifiers; B borrows A's classes, size and mode when it carries none of its own."""
+    from runtime.bundle import Overrides
     from runtime.classifier import Classifier
 
     overrides = model_overrides(args)
@@ -62,8 +63,10 @@ def load_pair(args):
         if "carries no" not in str(e):
             raise
         info = a.info
-        b = Classifier.load(args.b, args.format, args.precision, device=args.device, overrides={
-            "classes": info.classes, "height": info.height, "width": info.width, "mode": info.mode, **overrides})
+        size = (info.input.height, info.input.width)
+        borrowed = Overrides(overrides.classes or info.classes, overrides.size or size,
+                             overrides.mode or info.preprocessing.mode)
+        b = Classifier.load(args.b, args.format, args.precision, device=args.device, overrides=borrowed)
     if a.info.classes != b.info.classes:
         raise ModelError(f"the models name other classes: {a.info.classes} vs {b.info.classes}")
     return a, b

@@ -62,8 +62,8 @@ def test_metadata_is_read_from_each_file_alone(converted, tmp_path):
         alone = tmp_path / a.file
         os.link(converted / a.file, alone)
         clf = Classifier.load(alone)
-        assert clf.info.classes == ["blue", "green", "red"]
-        assert (clf.info.height, clf.info.width, clf.info.mode) == (71, 71, "xception")
+        assert clf.info.classes == ("blue", "green", "red")
+        assert (clf.info.input.height, clf.info.input.width, clf.info.preprocessing.mode) == (71, 71, "xception")
 
 
 def test_tflite_metadata_reader_matches_tensorflow_schema(converted):

@@ -20,6 +20,7 @@ from benchmarks.stress.bombs import (
     solid,
     tiff_strips,
 )
+from runtime.bundle import Overrides
 from runtime.classifier import Classifier
 from runtime.errors import ImageError, OutputError
 from runtime.images import list_images
@@ -258,7 +259,7 @@ def constant_onnx(path, row: list[float], fixed_width=True):
 def test_invalid_model_output_is_an_error_never_invalid_json(tmp_path, tiny_data, row, match):
     model = constant_onnx(tmp_path / "m.onnx", row, fixed_width=False)
     image = list_images(tiny_data / "test")[0]
-    clf = Classifier.load(model, overrides={"classes": ["a", "b", "c"], "height": 8, "width": 8})
+    clf = Classifier.load(model, overrides=Overrides(("a", "b", "c"), (8, 8)))
     with pytest.raises(OutputError, match=match):
         clf.predict([image])
     res = run_module("runtime.predict", image, image, "--model", model, "--classes", "a,b,c", "--size", "8", "--json")
@@ -274,7 +275,7 @@ def test_invalid_model_output_is_an_error_never_invalid_json(tmp_path, tiny_data
 
 def test_finite_constant_model_answers_its_row(tmp_path, tiny_data):
     model = constant_onnx(tmp_path / "m.onnx", [0.5, 3.0, -1.0])
-    clf = Classifier.load(model, overrides={"classes": ["a", "b", "c"], "height": 8, "width": 8})
+    clf = Classifier.load(model, overrides=Overrides(("a", "b", "c"), (8, 8)))
     pred = clf.predict([list_images(tiny_data / "test")[0]])[0]
     assert pred.label == "b" and pred.logits == [0.5, 3.0, -1.0]
 
