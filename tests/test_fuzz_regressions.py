@@ -38,7 +38,7 @@ def test_seed_files_decode_or_raise_image_error():
 
 
 def test_a_short_fuzz_run_finds_nothing(tmp_path):
-    stats = fuzz(10, seeds(None), lambda data: preprocess(data, (71, 71)), tmp_path)
+    stats = fuzz(5, seeds(None), lambda data: preprocess(data, (71, 71)), tmp_path)
     assert stats["cases"] > 100 and stats["findings"] == 0, list(tmp_path.iterdir())
     assert stats["typed_errors"] > 0 and stats["ok"] > 0
 
@@ -59,13 +59,13 @@ def test_a_short_http_and_lambda_fuzz_finds_nothing(converted, tiny_data, tmp_pa
     with open(tmp_path / "server.log", "w+b") as log:
         proc, base = start(converted, 32, "--header-timeout", 1, "--body-timeout", 1, log=log)
         try:
-            server = fuzz_server(base, images, 12, findings)
+            server = fuzz_server(base, images, 6, findings)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         log.seek(0)
         assert b"Traceback" not in log.read()
-    handler = fuzz_lambda(converted, images, 6, findings)
+    handler = fuzz_lambda(converted, images, 3, findings)
     assert findings == []
     assert server["requests"] > 20 and {"200", "400"} <= set(server["statuses"])
     assert handler["events"] > 50 and {"200", "400"} <= set(handler["statuses"])
@@ -75,7 +75,7 @@ def test_a_short_model_file_fuzz_run_finds_nothing(tmp_path):
     from benchmarks.stress.fuzz_models import fuzz, onnx_seed, tflite_seed
 
     seeds = {".onnx": onnx_seed(), ".tflite": tflite_seed()}
-    stats = fuzz(15, seeds, tmp_path / "found")
+    stats = fuzz(8, seeds, tmp_path / "found")
     assert stats["cases"] > 100 and stats["findings"] == 0, sorted(p.read_text() for p in tmp_path.rglob("*.txt"))
     assert stats["typed_errors"] > 0 and stats["ok"] > 0
 

@@ -35,8 +35,14 @@ def test_the_unpacked_zip_answers_the_course_event_like_the_runtime(converted, t
     assert package.artifact == f"model.fp32.{'onnx' if fmt == 'onnx' else 'tflite'}"
 
 
-def test_the_zip_carries_the_cascade_and_its_handler_runs_it(converted, tiny_data, tmp_path):
-    package = build_lambda(converted, "tflite", None, Target.here(), tmp_path / "function.zip")
+@pytest.fixture(scope="module")
+def cascade_zip(converted, tmp_path_factory):
+    """The default TFLite Lambda zip of the converted bundle (its cascade), built once for this module."""
+    return build_lambda(converted, "tflite", None, Target.here(), tmp_path_factory.mktemp("zip") / "function.zip")
+
+
+def test_the_zip_carries_the_cascade_and_its_handler_runs_it(converted, cascade_zip, tiny_data, tmp_path):
+    package = cascade_zip
     folder = tmp_path / "unpacked"
     with zipfile.ZipFile(package.path) as z:
         z.extractall(folder)
@@ -84,10 +90,10 @@ def test_install_refuses_a_folder_that_is_not_empty_and_a_failed_one_leaves_noth
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
-def test_two_builds_of_one_bundle_are_the_same_bytes_and_list_every_file(converted, tmp_path):
+def test_two_builds_of_one_bundle_are_the_same_bytes_and_list_every_file(converted, cascade_zip, tmp_path):
     import hashlib
 
-    first = build_lambda(converted, "tflite", None, Target.here(), tmp_path / "a.zip")
+    first = cascade_zip
     second = build_lambda(converted, "tflite", None, Target.here(), tmp_path / "b.zip")
     digest = [hashlib.sha256(p.path.read_bytes()).hexdigest() for p in (first, second)]
     assert digest[0] == digest[1]
