@@ -204,7 +204,7 @@ def _parsers():
         runtime_bench,
         shared_cores,
     )
-    from benchmarks.stress import fuzz_http, fuzz_images, hostile, serverload
+    from benchmarks.stress import bomb_cost, convert_race, fuzz_http, fuzz_images, hostile, serverload
     from convert import __main__ as conv
     from runtime import compare, predict
     from runtime.package import build as package
@@ -217,7 +217,8 @@ def _parsers():
              "benchmarks.stress.fuzz_http": fuzz_http.parser(), "benchmarks.stress.hostile": hostile.parser(),
              "benchmarks.int8_methods": int8_methods.parser(), "benchmarks.lambda_zip": lambda_zip.parser(),
              "benchmarks.shared_cores": shared_cores.parser(), "benchmarks.device_profile": device_profile.parser(),
-             "benchmarks.cascade": cascade.parser(), "benchmarks.architectures": architectures.parser()}
+             "benchmarks.cascade": cascade.parser(), "benchmarks.architectures": architectures.parser(),
+             "benchmarks.stress.bomb_cost": bomb_cost.parser(), "benchmarks.stress.convert_race": convert_race.parser()}
     subs = next(a for a in package.parser()._actions if isinstance(a, argparse._SubParsersAction))
     found |= {"runtime.package": package.parser()} | {f"runtime.package {n}": p for n, p in subs.choices.items()}
     return found | {f"train {c or ''}": train.parser(c) for c in (None, *train.COMMANDS)}

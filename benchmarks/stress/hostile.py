@@ -1,7 +1,8 @@
 """Attack a real server on 127.0.0.1 and measure what normal clients still get.
 
-``python -m benchmarks.stress.hostile BUNDLE --images DIR [--soak 180] [--out DIR]``, four phases:
-bombs (each sent while a normal request and /health are timed), stalled connections (silent,
+``python -m benchmarks.stress.hostile BUNDLE --images DIR [--soak 180] [--out DIR]``, five phases:
+bombs (each sent while a normal request and /health are timed), 8 clients sending small decode bombs
+while a normal request is timed again and again, stalled connections (silent,
 half a head, half a body), URL requests to a remote that drips its answer, and a soak of mixed
 traffic at concurrency 16 with the server's resident memory (its decoding children included)
 sampled throughout. Writes hostile.json, hostile.md and hostile_rss.png.
@@ -23,7 +24,7 @@ import httpx
 
 from benchmarks.measure.provenance import provenance
 from benchmarks.stress import bombs, serverload
-from benchmarks.stress.serverload import BAD, start
+from benchmarks.stress.serverload import BAD, percentiles, start
 from runtime.cli import command_parser, positive_float
 from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
 from runtime.images import list_images
@@ -38,7 +39,10 @@ BOMBS = {
     "GIF 8000x5000": lambda: bombs.solid("GIF", 8000, 5000),
     "TIFF 8000x5000": lambda: bombs.solid("TIFF", 8000, 5000, compression="tiff_deflate"),
     "PNG 4000x4000 (under the cap)": lambda: bombs.solid("PNG", 4000, 4000),
+    "RLE BMP declaring 16,000,000 x 1 pixels": lambda: bombs.rle_bmp(16_000_000),
+    "TIFF, 2.6 M one-byte strips (10 MB)": lambda: bombs.tiff_strips(2_600_000),
 }
+SMALL_BOMBS = ("RLE BMP declaring 16,000,000 x 1 pixels", "TIFF, 2.6 M one-byte strips (10 MB)")
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -94,6 +98,40 @@ def bombs_phase(base: str, image: bytes) -> list[dict]:
                          "health": status(health), "health_ms": health_ms, "normal": status(ok),
                          "normal_ms": normal_ms, "normal_alone_ms": alone_ms})
     return rows
+
+
+def senders_phase(base: str, image: bytes, senders: int = 8, seconds: float = 15) -> dict:
+    """A normal request timed again and again, alone and then while ``senders`` clients send the small bombs
+    (RLE BMP, TIFF of one-byte strips) without pause: its p50 and p90 both ways, and what each got."""
+    hostile = [BOMBS[name]() for name in SMALL_BOMBS]
+    tally, lock, stop = {}, threading.Lock(), threading.Event()
+
+    def count(key: str):
+        with lock:
+            tally[key] = tally.get(key, 0) + 1
+
+    def sender(i):
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                r, _ = timed(lambda: http.post(f"{base}/predict", content=hostile[i % len(hostile)]))
+                count(f"bomb {status(r)}")
+    with httpx.Client(timeout=60) as http:
+        alone = [timed(lambda: http.post(f"{base}/predict", content=image))[1] for _ in range(20)]
+        threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        attacked, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            r, ms = timed(lambda: http.post(f"{base}/predict", content=image))
+            attacked.append(ms)
+            count(f"normal {status(r)}")
+        stop.set()
+        for t in threads:
+            t.join()
+    return {"senders": senders, "seconds": seconds, "alone_ms": percentiles([ms / 1000 for ms in alone]),
+            "attacked_ms": percentiles([ms / 1000 for ms in attacked]), "normal_requests": len(attacked),
+            "statuses": dict(sorted(tally.items()))}
 
 
 def stalls_phase(base: str, image: bytes, each: int = 64) -> dict:
@@ -218,8 +256,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['bomb']} | {r['bytes']:,} | {r['status']} {r['answer'][:60]} | {r['ms']:.0f} | "
                      f"{r['health']} in {r['health_ms']:.0f} | {r['normal']} in {r['normal_ms']:.0f} "
                      f"({r['normal_alone_ms']:.0f}) |")
-    s, u, k = result["stalls"], result["slow_urls"], result["soak"]
+    s, u, k, b = result["stalls"], result["slow_urls"], result["soak"], result["senders"]
     lines += ["", "| attack | /health | normal request | attackers |", "|---|---|---|---|",
+              f"| {b['senders']} clients sending the RLE BMP and the strip TIFF for {b['seconds']:g} s | - | "
+              f"p50 {b['attacked_ms']['p50_ms']:.0f} ms, p90 {b['attacked_ms']['p90_ms']:.0f} ms over "
+              f"{b['normal_requests']} requests (alone: p50 {b['alone_ms']['p50_ms']:.0f}, "
+              f"p90 {b['alone_ms']['p90_ms']:.0f}) | {b['statuses']} |",
               f"| {s['stalled']} stalled connections (silent, half head, half body) | {s['health']} in "
               f"{s['health_ms']:.0f} ms | {s['normal']} in {s['normal_ms']:.0f} ms | all closed after "
               f"{s['all_closed_after_s']} s |",
@@ -282,6 +324,7 @@ def attack(args) -> int:
         try:
             result = {"bundle": str(args.bundle), "serve_args": args.serve_args, "provenance": provenance()}
             for name, phase in [("bombs", lambda: bombs_phase(base, images[0])),
+                                ("senders", lambda: senders_phase(base, images[0])),
                                 ("stalls", lambda: stalls_phase(base, images[0])),
                                 ("slow_urls", lambda: slow_urls_phase(base, images[0], url)),
                                 ("soak", lambda: soak_phase(base, proc.pid, images, url, args.soak))]:
