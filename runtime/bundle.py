@@ -441,6 +441,9 @@ def _parity(d, where: str) -> Parity:
         raise ManifestError(f"{where}: {e}") from None
     _check(record.passed, bool, f"{where}.passed")
     _check(record.images, int, f"{where}.images")
+    for name in ("only_ref_right", "only_export_right"):
+        if getattr(record, name) is not None:
+            _count(getattr(record, name), f"{where}.{name}")
     _share(record.top1_agreement, f"{where}.top1_agreement")
     return record
 
