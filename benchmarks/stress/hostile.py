@@ -45,9 +45,22 @@ BOMBS = {
 SMALL_BOMBS = ("RLE BMP declaring 16,000,000 x 1 pixels", "TIFF, 2.6 M one-byte strips (10 MB)")
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """Resident memory of a process, and of all its descendants together, from /proc."""
-    own, children, todo = None, 0.0, [pid]
+def pss_mb(pid: int) -> float:
+    """Proportional set size of a process (each shared page divided among the processes that map it), from
+    /proc; NaN once it has exited."""
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rss_mb(pid: int) -> tuple[float, float, float]:
+    """Resident memory of a process and of all its descendants together, and the whole tree's proportional
+    set size (pages shared between them counted once, as a memory cgroup charges them), from /proc."""
+    own, children, pss, todo = None, 0.0, 0.0, [pid]
     while todo:
         p = todo.pop()
         try:
@@ -58,11 +71,13 @@ def rss_mb(pid: int) -> tuple[float, float]:
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
+        share = pss_mb(p)
+        pss += 0.0 if math.isnan(share) else share
         if own is None:
             own = mb
         else:
             children += mb
-    return round(own or 0.0, 1), round(children, 1)
+    return round(own or 0.0, 1), round(children, 1), round(pss, 1)
 
 
 def timed(fn):
@@ -242,6 +257,7 @@ def soak_phase(base: str, pid: int, images: list[bytes], url: str, seconds: floa
             "server_rss_mb": {"start": samples[0][1], "peak": max(s[1] for s in samples), "end": samples[-1][1]},
             "children_rss_mb": {"start": samples[0][2], "peak": max(s[2] for s in samples),
                                 "peak_with_server": max(s[1] + s[2] for s in samples)},
+            "tree_pss_mb": {"start": samples[0][3], "peak": max(s[3] for s in samples), "end": samples[-1][3]},
             "statuses": {f"{k} {s}": n for (k, s), n in sorted(tally.items(), key=str)}, "rss": samples}
 
 
@@ -273,7 +289,10 @@ def markdown(result: dict) -> str:
               f"{k['server_rss_mb']['start']:.0f} MB at the start, {k['server_rss_mb']['peak']:.0f} MB at most, "
               f"{k['server_rss_mb']['end']:.0f} MB at the end; of its decoding children together: "
               f"{k['children_rss_mb']['start']:.0f} MB at the start, {k['children_rss_mb']['peak']:.0f} MB at most "
-              f"(server and children together at most {k['children_rss_mb']['peak_with_server']:.0f} MB).", "",
+              f"(server and children together at most {k['children_rss_mb']['peak_with_server']:.0f} MB). "
+              f"The whole tree's proportional set size (shared pages counted once): "
+              f"{k['tree_pss_mb']['start']:.0f} MB at the start, {k['tree_pss_mb']['peak']:.0f} MB at most, "
+              f"{k['tree_pss_mb']['end']:.0f} MB at the end.", "",
               "| kind and answer | requests |", "|---|---|"]
     lines += [f"| {key} | {n} |" for key, n in k["statuses"].items()]
     return "\n".join(lines) + "\n"
@@ -289,6 +308,7 @@ def plot(samples, path: Path):
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot([s[0] for s in samples], [s[1] for s in samples], label="server process")
     ax.plot([s[0] for s in samples], [s[2] for s in samples], label="decoding children")
+    ax.plot([s[0] for s in samples], [s[3] for s in samples], label="whole tree, PSS")
     ax.set(xlabel="seconds", ylabel="resident MB", title="Soak: mixed hostile traffic")
     ax.legend()
     ax.set_ylim(bottom=0)
@@ -343,7 +363,8 @@ def attack(args) -> int:
     print(markdown(result))
     soak = result["soak"]
     print(f"soak: {soak['valid_failed']} of {soak['valid']} valid requests failed, server peak RSS "
-          f"{soak['server_rss_mb']['peak']:.0f} MB (children {soak['children_rss_mb']['peak']:.0f} MB); "
+          f"{soak['server_rss_mb']['peak']:.0f} MB (children {soak['children_rss_mb']['peak']:.0f} MB, whole tree "
+          f"{soak['tree_pss_mb']['peak']:.0f} MB PSS); "
           f"{result['tracebacks_in_log']} tracebacks; report in {args.out}", file=sys.stderr)
     return 1 if soak["valid_failed"] or result["tracebacks_in_log"] else 0
 
