@@ -3,6 +3,7 @@
 Inference libraries are imported inside the loaders, so importing this module is cheap.
 """
 
+import math
 import mmap
 import os
 import struct
@@ -19,6 +20,8 @@ from runtime.formats import TFLITE_IMPORTS
 from runtime.machine.threads import available_cpus
 
 METADATA_KEY = "edge_classifier"
+MAX_TENSOR_BYTES = 1 << 30  # one tensor of a file's declared graph at its own batch; an image classifier's
+# largest activation is megabytes, and LiteRT would allocate what a mutated 2.5 KB file declares (7 GB seen)
 
 
 @dataclass
@@ -139,6 +142,16 @@ def _interpreter_class():
     raise BackendUnavailable("no TFLite interpreter: pip install ai-edge-litert")
 
 
+def check_tensor_sizes(interpreter, path):
+    """ModelError, before LiteRT allocates anything, when a tensor the file declares is over MAX_TENSOR_BYTES."""
+    for t in interpreter.get_tensor_details():
+        size = math.prod(int(n) for n in t["shape"]) * np.dtype(t["dtype"]).itemsize
+        if size > MAX_TENSOR_BYTES:
+            shape = tuple(t["shape"].tolist())
+            raise ModelError(f"cannot load {path}: tensor {ascii(t['name'])[:80]} of shape {shape} would take "
+                             f"{size / 2 ** 30:.1f} GiB; at most {MAX_TENSOR_BYTES >> 30} GiB per tensor")
+
+
 def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner:
     """Load a .tflite file; its metadata buffer is parsed from a memory map (LiteRT has no spinning
     switch)."""
@@ -151,6 +164,7 @@ def load_tflite(path, threads=None, device="cpu", spinning=True) -> TFLiteRunner
             meta = read_metadata(data).get(METADATA_KEY)
         with quiet_stderr(os.environ.get("RUNTIME_VERBOSE") != "1"):  # LiteRT's "INFO: Created ... delegate"
             it = Interpreter(model_path=str(path), num_threads=threads)  # LiteRT maps the file: no copy in memory
+            check_tensor_sizes(it, path)
             it.allocate_tensors()
     except (ValueError, RuntimeError, OSError, IndexError, UnicodeDecodeError, struct.error) as e:
         raise ModelError(f"cannot load {path}: {first_line(e)}") from None

@@ -1,6 +1,7 @@
 """Short runs of the fuzz and load scripts, and every kept fuzz finding as a regression case."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,13 @@ def test_kept_model_file_findings_raise_only_typed_errors(path):
 
     with pytest.raises(RuntimeToolkitError):
         Classifier.load(path).answer(np.zeros((1, 8, 8, 3), np.float32))
+
+
+@pytest.mark.parametrize("name, shape", [("11f339a5e2e41e33", "(12124161, 6, 6, 4)"),
+                                         ("4b10c3fdad6dc036", "(12648449, 8, 8, 3)")])
+def test_a_tflite_file_declaring_a_tensor_of_gigabytes_is_refused_before_litert_allocates_it(name, shape):
+    from runtime.classifier import Classifier
+    from runtime.errors import ModelError
+
+    with pytest.raises(ModelError, match=rf"of shape {re.escape(shape)} would take \d+\.\d GiB; at most 1 GiB"):
+        Classifier.load(FOUND / "models" / f"{name}.tflite")

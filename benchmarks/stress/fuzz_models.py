@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.stress.fuzz_images import mutate
-from runtime.cli import command_parser, positive_float
+from runtime.cli import command_parser, error, positive_float
 
 CASE_SECONDS = 10
 CLASSES = ["a", "b", "c"]
@@ -147,12 +147,14 @@ def parser():
     p.add_argument("--seconds", type=positive_float, default=600, help="how long to fuzz (default 600)")
     p.add_argument("--found", type=Path, default=Path("runs/fuzz-models"),
                    help="where each finding is kept (default runs/fuzz-models)")
-    p.add_argument("--out", type=Path, help="write fuzz_models.json here")
+    p.add_argument("--out", type=Path, help="folder to write fuzz_models.json into")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.out and args.out.exists() and not args.out.is_dir():
+        return error(f"--out {args.out} is a file; give the folder to write fuzz_models.json into")
     seeds = {".onnx": onnx_seed()}
     if (tfl := tflite_seed()) is not None:
         seeds[".tflite"] = tfl
