@@ -14,8 +14,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m train.imagenet fetch || echo "warning: no ImageNet base copy; --weights imagenet needs Keras' download"
 	touch $@
 
-test: install
-	$(PY) -m pytest -q
+test: install  # two workers share the trained and converted fixtures (tests/conftest.py built_once)
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 check: install  # the fast tier: lint, and the tests that train, convert and soak nothing
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny generated dataset and the path of the real one when it is there."""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -38,11 +39,41 @@ def make_folder(root: Path, per_class: dict[str, int], size=(71, 71), seed=0):
     return root
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder that ``build(folder)`` fills once per test run: under pytest-xdist the workers share it (in
+    the run's common temporary folder), the first to ask builds it while the others wait on a lock."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    root = tmp_path_factory.getbasetemp().parent / SHARED
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.built"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build of another worker left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+SHARED = "shared-fixtures"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After a passing xdist run its controller removes the fixtures the workers shared."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if not os.environ.get("PYTEST_XDIST_WORKER") and exitstatus == 0 and factory is not None:
+        shutil.rmtree(factory.getbasetemp() / SHARED, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """3 classes at 71 px: 34 train (enough to calibrate int8), 70 validation (enough for fp32's agreement
     bound: 189), 6 test images per class."""
-    return make_folder(tmp_path_factory.mktemp("tiny"), {"train": 34, "validation": 70, "test": 6})
+    return built_once(tmp_path_factory, "tiny", lambda f: make_folder(f, {"train": 34, "validation": 70, "test": 6}))
 
 
 def clone(src, dst, own=(), ignore=None):
@@ -70,11 +101,10 @@ def tiny_bundle(tiny_data, tmp_path_factory):
     """A bundle trained on the tiny folder with well separated logits (model.keras + manifest)."""
     from train.__main__ import main
 
-    out = tmp_path_factory.mktemp("bundles") / "tiny"
-    rc = main(["--data", str(tiny_data), "--size", "71", "--epochs", "8", "--weights", "none", "--lr", "0.01",
-               "--inner", "none", "--dropout", "0", "--recalibrate-bn", "--out", str(out)])
-    assert rc == 0
-    yield from unchanged(out)
+    def train(folder):
+        assert main(["--data", str(tiny_data), "--size", "71", "--epochs", "8", "--weights", "none", "--lr", "0.01",
+                     "--inner", "none", "--dropout", "0", "--recalibrate-bn", "--out", str(folder / "tiny")]) == 0
+    yield from unchanged(built_once(tmp_path_factory, "bundles", train) / "tiny")
 
 
 @pytest.fixture(scope="session")
@@ -82,10 +112,10 @@ def converted(tiny_bundle, tiny_data, tmp_path_factory):
     """A copy of the tiny bundle with all six artifacts (calibrated on train/, parity on validation/)."""
     from convert.__main__ import main
 
-    out = tmp_path_factory.mktemp("converted") / "tiny"
-    clone(tiny_bundle, out, ignore=shutil.ignore_patterns("checkpoints"))
-    assert main([str(out), "--calibration", str(tiny_data / "train")]) == 0
-    yield from unchanged(out)
+    def convert(folder):
+        clone(tiny_bundle, folder / "tiny", ignore=shutil.ignore_patterns("checkpoints"))
+        assert main([str(folder / "tiny"), "--calibration", str(tiny_data / "train")]) == 0
+    yield from unchanged(built_once(tmp_path_factory, "converted", convert) / "tiny")
 
 
 @pytest.fixture(scope="session")
@@ -100,28 +130,29 @@ def small_bundle(tiny_data, tmp_path_factory):
     from runtime.images import load_images
     from runtime.preprocessing import ImageSpec
 
-    def unit(x, conv):
-        return keras.layers.ReLU()(keras.layers.BatchNormalization()(conv(x)))
+    def build(root):
+        def unit(x, conv):
+            return keras.layers.ReLU()(keras.layers.BatchNormalization()(conv(x)))
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((71, 71, 3))
-    x = unit(inputs, keras.layers.Conv2D(8, 3, strides=2, use_bias=False))
-    y = unit(x, keras.layers.SeparableConv2D(16, 3, padding="same", use_bias=False))
-    y = keras.layers.BatchNormalization()(keras.layers.SeparableConv2D(16, 3, padding="same", use_bias=False)(y))
-    y = keras.layers.MaxPooling2D(3, strides=2, padding="same")(y)
-    shortcut = keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 1, strides=2, use_bias=False)(x))
-    x = keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
-    for width in (512, 512):  # like Xception's exit flow: weights, not the graph, make most of the file
-        x = unit(x, keras.layers.SeparableConv2D(width, 3, padding="same", use_bias=False))
-    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
-    spec = ImageSpec(71, 71)  # a new bundle's preprocessing, checked below
-    train = load_images(tiny_data / "train", spec, list(COLOURS), 1000)
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(train.batch, np.asarray(train.labels), epochs=10, batch_size=16, verbose=0)
-    root = tmp_path_factory.mktemp("small")
-    model.save(root / "small.keras")
-    bundle = make_bundle(root / "small.keras", root / "small", list(COLOURS))
-    assert Manifest.read(bundle).spec() == spec
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((71, 71, 3))
+        x = unit(inputs, keras.layers.Conv2D(8, 3, strides=2, use_bias=False))
+        y = unit(x, keras.layers.SeparableConv2D(16, 3, padding="same", use_bias=False))
+        y = keras.layers.BatchNormalization()(keras.layers.SeparableConv2D(16, 3, padding="same", use_bias=False)(y))
+        y = keras.layers.MaxPooling2D(3, strides=2, padding="same")(y)
+        shortcut = keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 1, strides=2, use_bias=False)(x))
+        x = keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+        for width in (512, 512):  # like Xception's exit flow: weights, not the graph, make most of the file
+            x = unit(x, keras.layers.SeparableConv2D(width, 3, padding="same", use_bias=False))
+        model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+        spec = ImageSpec(71, 71)  # a new bundle's preprocessing, checked below
+        train = load_images(tiny_data / "train", spec, list(COLOURS), 1000)
+        model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(train.batch, np.asarray(train.labels), epochs=10, batch_size=16, verbose=0)
+        model.save(root / "small.keras")
+        assert Manifest.read(make_bundle(root / "small.keras", root / "small", list(COLOURS))).spec() == spec
+
+    bundle = built_once(tmp_path_factory, "small", build) / "small"
     yield from unchanged(bundle)
 
 
