@@ -119,7 +119,8 @@ def markdown(rows: list[Row], head: dict) -> str:
         lines += ["", "Cascade rows: the int8 file answers, the float file answers again where the int8 file's "
                   "top-2 logit margin is under the gate. Their batch-1 calls take each image in turn (the cost "
                   "depends on the image): the mean is int8 plus the re-check rate times the float file, and the "
-                  "p90/p99 are int8 plus a whole float run."]
+                  "p90/p99 are int8 plus a whole float run. Their GFLOP/s count the float model's work; they have no "
+                  "share of a peak, their work being part int8 and part float."]
         lines += [f"- {r.name}: {r.about}" for r in rows if r.about]
     if head.get("op_ms"):
         lines += ["", "## Time by operator (batch 1, onnxruntime's profiler)", "",

@@ -201,7 +201,8 @@ def measure(target: Target, device: str, images, spec, ref, macs: int, peak: dic
     row.throughput_b32 = throughput(lambda: runner.infer(b32), 32, timing.throughput_s)
     if macs:
         row.gflops = 2 * macs * row.throughput_b32 / 1e9
-        row.peak_share = row.gflops / peak[target.precision if target.precision == "int8" else "fp32"]
+        if target.cascade is None:  # a cascade's work is part int8, part float: no one peak to share
+            row.peak_share = row.gflops / peak[target.precision if target.precision == "int8" else "fp32"]
     if timing.cold_start and (target.cascade is None or target.default):
         try:
             row.cold_start_s, row.peak_rss_mb = cold_start(target, images.files[0], device, overrides, spec)

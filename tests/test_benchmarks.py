@@ -45,8 +45,9 @@ def test_every_column_is_filled_or_explained(report):
             continue
         assert r["status"] == "ok", r
         assert r["cold_start_s"] is None and r["peak_rss_mb"] is None  # skipped: checked directly below
+        cascade = name.startswith("cascade")
         for key in MEASURED + (["max_abs_diff", "top1_agreement"] if name != "keras predict" else []):
-            assert r[key] is not None, (name, key)
+            assert (r[key] is None) if cascade and key == "peak_share" else (r[key] is not None), (name, key)
     flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
     assert data["provenance"]["flags"] == {f: f in flags for f in data["provenance"]["flags"]}
     assert data["provenance"]["versions"]["numpy"] == np.__version__
