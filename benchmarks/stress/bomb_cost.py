@@ -47,8 +47,8 @@ class Row:
 
 
 def run(argv: list[str], env: dict) -> tuple[float, float, str]:
-    """Wall seconds from spawn to exit, the child's own peak RSS in MB, and its exit status and answer (last
-    line)."""
+    """Wall seconds from spawn to exit, the child's own peak RSS in MB, and its exit status and answer (its
+    first line that mentions an error, else its last line)."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -57,7 +57,8 @@ def run(argv: list[str], env: dict) -> tuple[float, float, str]:
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait for it
         out.seek(0)
         lines = out.read().decode(errors="replace").strip().splitlines()
-    return wall, usage.ru_maxrss / 1024, f"exit {proc.returncode}: {(lines or ['(nothing)'])[-1][:160]}"
+    said = next((line for line in lines if "error" in line), (lines or ["(nothing)"])[-1])
+    return wall, usage.ru_maxrss / 1024, f"exit {proc.returncode}: {said[:160]}"
 
 
 def measure(bundle: Path, photo: Path, runs: int, work: Path) -> list[Row]:
