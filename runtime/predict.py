@@ -6,8 +6,6 @@ A folder shows progress on stderr and ends with a summary (with accuracy when it
 class/image, as the dataset's test/ folder).
 """
 
-import collections
-import concurrent.futures
 import itertools
 import json
 import sys
@@ -115,30 +113,6 @@ def show(item: str, result, as_json: bool):
               flush=True)
 
 
-def prepared(items, prepare, ahead: int):
-    """Each item with ``prepare(item)`` (an input array) or its error message, in order; a helper thread
-    prepares up to ``ahead`` items while the caller runs the model on earlier ones (decoding and inference
-    both release the GIL). Tuples (an item and its error) pass through."""
-    def settle(item, future):
-        if future is None:
-            return item
-        try:
-            return item, future.result()
-        except RuntimeToolkitError as e:
-            return item, str(e)
-        except Exception as e:  # a bug must not drop the remaining inputs: say it once, go on
-            return item, f"unexpected {type(e).__name__}: {first_line(e)}"
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        queue = collections.deque()
-        for item in items:
-            queue.append((item, None if isinstance(item, tuple) else pool.submit(prepare, item)))
-            if len(queue) > ahead:
-                yield settle(*queue.popleft())
-        while queue:
-            yield settle(*queue.popleft())
-
-
 def predicted(clf, row, top_k: int, rechecked: bool):
     """The Prediction of one row of logits, or the error message (non-finite logits)."""
     try:
@@ -180,13 +154,19 @@ def main(argv=None) -> int:
                     answer(item, predicted(clf, row, args.top_k, again))
             pending.clear()
 
-    items = itertools.islice(expand(args.inputs), args.limit)
-    for item, x in prepared(items, lambda i: clf.preprocess(read(i, settings)), 2 * args.batch_size):
-        if isinstance(x, str):
+    for item in itertools.islice(expand(args.inputs), args.limit):
+        if isinstance(item, tuple):
             flush()
-            answer(item, x)
+            answer(*item)
             continue
-        pending.append((item, x))
+        try:
+            pending.append((item, clf.preprocess(read(item, settings))))
+        except RuntimeToolkitError as e:
+            flush()
+            answer(item, str(e))
+        except Exception as e:  # a bug must not drop the remaining inputs: say it once, go on
+            flush()
+            answer(item, f"unexpected {type(e).__name__}: {first_line(e)}")
         if len(pending) >= args.batch_size:
             flush()
     flush()
