@@ -149,7 +149,7 @@ def markdown(rows: list[MethodRow], head: dict) -> str:
              f"{head['images']} parity images ({head['parity']}), {head['calibration_images']} calibration images "
              f"({head['calibration']}); CPU {head['cpu']} ({head['flags']}); batch-1 p50 over {head['runs']} runs. "
              "Agreement and accuracy against the Keras model; *passed*: the int8 parity thresholds of "
-             "convert/parity.py. Diagnostic rows compute in float and are not int8 files. *fp32 ms*: the same "
+             "runtime/parity.py. Diagnostic rows compute in float and are not int8 files. *fp32 ms*: the same "
              "format's fp32 file timed alternately with this row's, both with onnxruntime's thread spinning off "
              "(*x fp32* is their ratio). *flip margin*: the largest gap between Keras's two best logits on an image "
              "whose top class the file changed. *logit rms*: root mean square of the differences from Keras's logits, "
