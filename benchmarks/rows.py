@@ -144,11 +144,13 @@ def child_env(base, **extra) -> dict:
 
 
 def cold_start(target: Target, image: str, device: str, overrides=None, spec=None) -> tuple[float, float]:
-    """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB."""
+    """Seconds from spawning a fresh process to its first prediction, and its peak RSS in MB (a cascade row:
+    the bundle's default cascade, both of its files)."""
     kind = "keras" if target.format == "keras" else "runtime"
+    path = target.file.parent if target.cascade is not None else target.file  # the bundle loads its default cascade
     env = child_env(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.time()
-    res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(target.file), image, device,
+    res = subprocess.run([sys.executable, "-m", "benchmarks.coldstart", kind, str(path), image, device,
                           json.dumps(asdict(overrides) if overrides else {}), json.dumps(asdict(spec) if spec else {})],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     if res.returncode != 0:
