@@ -285,16 +285,17 @@ class ModelInfo:
     def parse(cls, d, where: str, what: str = "", name: str = "", shape=None, channels=None,
               overrides: Overrides = NO_OVERRIDES):
         """From a manifest's or a model file's JSON object (``what``: a word naming its fields, "metadata "),
-        every field checked; a bare file's fixed input ``shape`` (H, W) and ``channels``, then ``overrides``,
-        give what it does not say. ModelError names the first field missing or malformed."""
+        every field checked; ``overrides``, then a bare file's fixed input ``shape`` (H, W) and ``channels``,
+        give what it does not say, and the overrides then win (``with_overrides``). ModelError names the first
+        field missing or malformed."""
         at = f"{where}: {what}"
         _check(d, dict, where)
-        size = _check(d.get("input", {}), dict, f"{at}input")
-        if "height" not in size and shape and all(shape) and overrides.size is None:
-            size = {**size, "height": shape[0], "width": shape[1]}
-        classes = d["classes"] if "classes" in d else overrides.classes
-        missing = [flag for flag, known in (("--classes", classes is not None),
-                                            ("--size", "height" in size or overrides.size is not None)) if not known]
+        size = dict(_check(d.get("input", {}), dict, f"{at}input"))
+        if "height" not in size and (given := overrides.size or (shape if shape and all(shape) else None)):
+            size.update(height=given[0], width=given[1])
+        classes = d.get("classes", None if overrides.classes is None else list(overrides.classes))
+        missing = [flag for flag, known in (("--classes", classes is not None), ("--size", "height" in size))
+                   if not known]
         if missing:
             raise ModelError(f"{where} carries no {'/'.join(f.lstrip('-') for f in missing)} in its metadata: "
                              f"give {' and '.join(missing)} (and --preprocessing if not xception)")
@@ -302,15 +303,12 @@ class ModelInfo:
         if channels == 1 and "color" not in pre:
             pre = {**pre, "color": "L"}
         preprocessing = Preprocessing.parse(pre, f"{at}preprocessing")
-        if overrides.size is not None:
-            size = {**size, "height": overrides.size[0], "width": overrides.size[1]}
         inp = Input.parse({"channels": COLORS[preprocessing.color], **size}, f"{at}input")
         if inp.channels != COLORS[preprocessing.color]:
             raise ManifestError(f"{at}input has {inp.channels} channels; preprocessing colour {preprocessing.color} "
                                 f"gives {COLORS[preprocessing.color]}")
         info = cls(_check(d.get("name", name), str, f"{at}name"),
-                   tuple(check_classes(_check(list(classes) if isinstance(classes, tuple) else classes, list,
-                                              f"{at}classes"), f"{at}classes")),
+                   tuple(check_classes(_check(classes, list, f"{at}classes"), f"{at}classes")),
                    inp, preprocessing, output_kind(d.get("output", "logits"), f"{at}output"))
         return info.with_overrides(overrides, where)
 
