@@ -8,7 +8,6 @@ to exit and peak RSS (the process's own, from wait4), their difference from the 
 Writes bomb_cost.md and bomb_cost.json.
 """
 
-import json
 import os
 import statistics
 import subprocess
@@ -23,7 +22,8 @@ from benchmarks.measure.provenance import provenance
 from benchmarks.rows import ROOT, child_env
 from benchmarks.stress import bombs
 from runtime.cli import command_parser, positive_int
-from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
+from runtime.errors import ImageError, ModelError, RuntimeToolkitError, one_line_errors
+from runtime.files import write_json
 
 INPUTS = {"photo": None,
           "RLE BMP, 16,000,000 x 1 declared": lambda: bombs.rle_bmp(16_000_000),
@@ -118,13 +118,18 @@ def report(args) -> int:
     """Measure and write the report."""
     if not args.image.is_file():
         raise ImageError(f"no image at {args.image}")
+    if not args.bundle.exists():
+        raise ModelError(f"no bundle or model file at {args.bundle}")
     with tempfile.TemporaryDirectory() as work:
         rows = measure(args.bundle, args.image, args.runs, Path(work))
+    for r in rows:
+        if r.input == "photo" and (not r.answer.startswith("exit 0") or '"error"' in r.answer):
+            raise ModelError(f"the normal photo was not answered through the {r.surface} ({r.answer}): "
+                             "nothing to compare the bombs with")
     args.out.mkdir(parents=True, exist_ok=True)
     machine = provenance()
-    (args.out / "bomb_cost.json").write_text(json.dumps({"bundle": str(args.bundle), "runs": args.runs,
-                                                          "provenance": machine,
-                                                          "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    write_json(args.out / "bomb_cost.json", {"bundle": str(args.bundle), "runs": args.runs, "provenance": machine,
+                                             "rows": [asdict(r) for r in rows]})
     text = markdown(args.bundle, rows, args.runs, machine)
     (args.out / "bomb_cost.md").write_text(text)
     print(text)

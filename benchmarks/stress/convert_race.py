@@ -7,7 +7,6 @@ is in the manifest with its hash, every run that exited 0 has its file there, an
 2 with one ``error:`` line. Writes convert_race.md and convert_race.json; exit 1 when a round failed.
 """
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from benchmarks.rows import ROOT
 from runtime.bundle import Manifest, ManifestError
 from runtime.cli import command_parser, positive_int
 from runtime.errors import ModelError, RuntimeToolkitError, one_line_errors
-from runtime.files import sha256
+from runtime.files import sha256, write_json
 
 RIVALS = {"tflite": "model.fp16.tflite", "onnx": "model.fp16.onnx"}
 
@@ -115,8 +114,8 @@ def report(args) -> int:
                   f"{'; '.join(rounds[-1].problems) or 'no problem'}", file=sys.stderr, flush=True)
     machine = provenance()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "convert_race.json").write_text(json.dumps({"bundle": str(args.bundle), "provenance": machine,
-                                                             "rounds": [asdict(r) for r in rounds]}, indent=2) + "\n")
+    write_json(args.out / "convert_race.json", {"bundle": str(args.bundle), "provenance": machine,
+                                                "rounds": [asdict(r) for r in rounds]})
     text = markdown(args.bundle, rounds, machine)
     (args.out / "convert_race.md").write_text(text)
     print(text)
