@@ -240,3 +240,11 @@ def test_an_unknown_profile_is_one_line(converted, tiny_data):
     res = run_module("runtime.predict", image, "--model", converted, env={"RUNTIME_PROFILE": "turbo"})
     assert res.returncode == 2 and res.stderr.strip().splitlines()[-1] == (
         "error: profile 'turbo': known profiles are server, lambda, shared")
+
+
+def test_freed_heap_goes_back_to_the_system_where_the_c_library_is_glibc():
+    import platform
+
+    from runtime.machine import heap
+
+    assert heap.give_back() is (platform.libc_ver()[0] == "glibc")

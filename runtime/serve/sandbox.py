@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.errors import ImageError
+from runtime.machine import heap
 from runtime.preprocessing import MODES
 
 STARTUP = 60.0
@@ -94,7 +95,7 @@ def _child(conn, memory: int):
             conn.send_bytes(refusal(str(e)))
         except MemoryError:
             conn.send_bytes(refusal(f"image needs more than {memory >> 20} MB to decode"))
-        libc.malloc_trim(0)  # give a large image's memory back to the system, not to the next image
+        heap.give_back()  # give a large image's memory back to the system, not to the next image
 
 
 class _Worker:
