@@ -153,7 +153,8 @@ def test_bombs_are_refused_while_normal_requests_are_answered(guarded, tiny_data
         t.join()
     for name, r in results.items():
         assert r.status_code == 400, (name, r.text)
-    assert "took over 0.5 s" in results["COM flood"].json()["error"]
+    assert "over 10000 markers or junk bytes" in results["COM flood"].json()["error"]
+    assert "over 10000 extension blocks" in results["GIF comments"].json()["error"]
     assert "over the cap" in results["40 MP PNG"].json()["error"]
     assert "500 scans" in results["500 scans"].json()["error"]
 
@@ -178,6 +179,44 @@ def rle_rows(width: int, height: int) -> bytes:
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(data), 2835, 2835, 2, 0)
     offset = 14 + len(info) + len(palette)
     return b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + info + palette + data
+
+
+def jpeg_with(segments: bytes) -> bytes:
+    """An 8x8 JPEG with ``segments`` (markers, fill or junk bytes) right after its start-of-image marker."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, "JPEG")
+    return buf.getvalue()[:2] + segments + buf.getvalue()[2:]
+
+
+def gif_with(blocks: bytes) -> bytes:
+    """An 8x8 GIF with ``blocks`` (extensions or junk bytes) right before its first image."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, "GIF")
+    at = buf.getvalue().index(b",")
+    return buf.getvalue()[:at] + blocks + buf.getvalue()[at:]
+
+
+def test_jpeg_markers_and_gif_blocks_are_counted_as_pillow_reads_them():
+    comment = b"\xff\xfe\x00\x02"
+    hidden = comment * 16_000  # 64,000 bytes that only look like markers: the payload of one APP1 segment
+    for data in (jpeg_with(comment * 9_900), jpeg_with(b"\xff\xe1" + (len(hidden) + 2).to_bytes(2, "big") + hidden),
+                 jpeg_with(b"\xff" * 5_000 + b"\x00" * 4_000), gif_with(b"!\xfe" + b"\x01x" * 9_900 + b"\x00")):
+        assert np.all(preprocess(data, (8, 8))[..., 0] > 0.4)  # decoded: the red is there
+    for data, why in ((jpeg_with(comment * 10_001), "JPEG with over 10000 markers or junk bytes"),
+                      (jpeg_with(comment + b"\x00" * 10_001), "JPEG with over 10000"),
+                      (jpeg_with(b"\xff" * 10_001), "JPEG with over"),
+                      (gif_with(b"!\xfe" + b"\x01x" * 10_001 + b"\x00"), "GIF with over 10000 extension blocks"),
+                      (gif_with(b"!\xff\x0bNETSCAPE2.0" + b"\x01\x00" * 10_001 + b"\x00"), "GIF with over"),
+                      (gif_with(b"\x07" * 10_001), "GIF with over")):
+        with pytest.raises(ImageError, match=why):
+            preprocess(data, (8, 8))
+
+
+def test_every_photo_of_the_dataset_is_far_under_the_jpeg_marker_cap(dataset):
+    from runtime.checks.image_bounds import MAX_JPEG_STEPS, jpeg_steps
+
+    steps = [jpeg_steps(path.read_bytes(), MAX_JPEG_STEPS) for path in list_images(dataset)]
+    assert len(steps) > 3000 and max(steps) <= 20
 
 
 def test_rle_bmps_and_tiffs_are_bounded_by_what_the_file_holds():
@@ -395,9 +434,11 @@ def test_a_decoder_answers_in_checked_plain_bytes_never_a_pickle():
     for forged in (answer(x)[:-4], answer(np.zeros((2, 4, 1), np.float32)), b"\x80\x04K\x01.", b""):
         with pytest.raises(ImageError, match="the decoder answered garbage"):
             read_answer(forged, (2, 4, 3))
-    sandbox = Sandbox(SandboxLimits(workers=1))
+    sandbox = Sandbox(SandboxLimits(workers=1, deadline=0.02))
     try:
-        image = solid("PNG", 40, 30)
+        with pytest.raises(ImageError, match="took over 0.02 s to decode"):  # 16 MP: about 0.15 s to decode
+            sandbox.preprocess(solid("PNG", 4000, 4000), ImageSpec(8, 8), DecodeLimits())
+        image = solid("PNG", 40, 30)  # answered by the child that replaced the one past its deadline
         for spec in (ImageSpec(8, 8), ImageSpec(8, 8, "torch"), ImageSpec(8, 8, "unit", color="L")):
             assert np.array_equal(sandbox.preprocess(image, spec, DecodeLimits()), spec.load(image))
         with pytest.raises(ImageError, match="not an image"):
