@@ -30,6 +30,7 @@ from runtime.cli import (
     positive_int,
 )
 from runtime.errors import BackendUnavailable, ConfigError, ModelError, RuntimeToolkitError
+from runtime.machine import heap
 from runtime.net.fetch import DEFAULT_POLICY, FetchPolicy
 from runtime.serve.access import AccessLog, error_response, log
 from runtime.serve.apidocs import docs_page
@@ -202,6 +203,7 @@ def main(argv=None) -> int:
     from runtime.serve.connections import ConnectionLimits, open_files_allowed, protocol_for
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    heap.bound_for_serving()  # before the model's and the server's threads start
     try:
         settings, clf = load_model(args)
     except RuntimeToolkitError as e:
