@@ -33,7 +33,7 @@ def give_back() -> bool:
     return True
 
 
-def bound_for_serving(arenas: int = 2, mmap_above: int = 128 * 1024) -> bool:
+def bound_for_serving(arenas: int = 2, mmap_above: int = 1024 * 1024) -> bool:
     """At most ``arenas`` malloc arenas for all threads started from now on, and every block over
     ``mmap_above`` bytes mapped on its own (handed back whole when freed); True when glibc took both."""
     libc = _glibc()
