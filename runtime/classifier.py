@@ -74,8 +74,8 @@ class Classifier:
         where ``threads`` does not."""
         how = deployment(profile)
 
-        def load(f, fmt):
-            return fmt.load(f, threads or how.threads_for(fmt.name), device, how.spinning)
+        def load(f, fmt, spinning=how.spinning):
+            return fmt.load(f, threads or how.threads_for(fmt.name), device, spinning)
         given = path or os.environ.get("RUNTIME_MODEL")
         path = Path(given or DEFAULT_MODEL)
         if not path.exists():
@@ -91,7 +91,9 @@ class Classifier:
             if choice.cascade is None:
                 return cls(runner, info, str(file), limits, choice.reason, precision=choice.entry.precision,
                            said_by=said)
-            exact, second = load_verified(path, choice.exact, lambda f: load(f, FORMATS[choice.exact.format]))
+            # the exact file runs on a few calls, each right after the fast one: its idle threads must not
+            # spin, or they take the cores from the fast file's next call (runtime.predict: 3.3 s, not 3.6-4.2)
+            exact, second = load_verified(path, choice.exact, lambda f: load(f, FORMATS[choice.exact.format], False))
             return cls(cascade_runner(runner, second, choice.cascade.margin), info, str(file), limits, choice.reason,
                        str(exact), "cascade", said)
         if not path.is_file():
