@@ -30,16 +30,20 @@ class CascadeRunner(Runner):
     exact: Runner = None
     margin: float = 0.0
 
-    def answer(self, batch: np.ndarray) -> Answer:
-        """The cascade's logits of a batch, with the rows the exact file answered."""
+    def first(self, batch: np.ndarray) -> Answer:
+        """The fast file's logits of a batch, and the rows under the gate, which the exact file must answer."""
         logits = np.asarray(self.fast.infer(batch), np.float32)
         if logits.ndim != 2 or len(logits) != len(batch):
             return Answer(logits, np.zeros(len(logits), bool))  # the caller's shape check names it
-        rechecked = ~(margins(logits) >= self.margin)  # non-finite rows are answered again too
-        if rechecked.any():
-            logits = logits.copy()
-            logits[rechecked] = self.exact.infer(batch[rechecked])
-        return Answer(logits, rechecked)
+        return Answer(logits, ~(margins(logits) >= self.margin))  # non-finite rows are answered again too
+
+    def answer(self, batch: np.ndarray) -> Answer:
+        """The cascade's logits of a batch, with the rows the exact file answered."""
+        out = self.first(batch)
+        if out.rechecked.any():
+            out.logits = out.logits.copy()
+            out.logits[out.rechecked] = self.exact.infer(batch[out.rechecked])
+        return out
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.answer(batch).logits

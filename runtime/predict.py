@@ -6,6 +6,7 @@ A folder shows progress on stderr and ends with a summary (with accuracy when it
 class/image, as the dataset's test/ folder).
 """
 
+import collections
 import itertools
 import json
 import sys
@@ -39,6 +40,16 @@ def parser():
     add_url_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
+
+
+@dataclass
+class Waiting:
+    """An input whose answer is not shown yet: its result (a Prediction or an error message), or None while
+    a cascade's exact file must still answer it, with its model input ``x`` kept for that."""
+
+    item: str
+    result: object = None
+    x: object = None
 
 
 @dataclass
@@ -132,7 +143,7 @@ def main(argv=None) -> int:
         return error(str(e))
     print(f"model: {clf.name} ({clf.runner.backend}, {clf.runner.provider}, {clf.runner.threads} threads); "
           f"chosen: {clf.reason}", file=sys.stderr)
-    tally, pending = Tally(), []
+    tally, pending, waiting = Tally(), [], collections.deque()
     classes = clf.info.classes
 
     def answer(item, result):
@@ -142,34 +153,52 @@ def main(argv=None) -> int:
         if done % PROGRESS_EVERY == 0:
             print(f"... {done} images", file=sys.stderr, flush=True)
 
-    def flush():
+    def recheck(now: bool):
+        """Answer again, together, the rows a cascade's fast file left near a tie, once a batch of them has
+        gathered (or ``now``); then show every answer that is ready, in the order of the inputs."""
+        due = [w for w in waiting if w.result is None]
+        if due and (now or len(due) >= args.batch_size):
+            try:
+                rows = clf.recheck(np.stack([w.x for w in due]))
+            except RuntimeToolkitError as e:
+                rows = [str(e)] * len(due)
+            for w, row in zip(due, rows, strict=True):
+                w.result, w.x = row if isinstance(row, str) else predicted(clf, row, args.top_k, True), None
+        while waiting and waiting[0].result is not None:
+            w = waiting.popleft()
+            answer(w.item, w.result)
+
+    def flush(now=False):
         if pending:
             try:
-                out = clf.answer(np.stack([x for _, x in pending]))
+                out = clf.first_answer(np.stack([x for _, x in pending]))
             except RuntimeToolkitError as e:  # the model failed the whole batch: each input says so
-                for item, _ in pending:
-                    answer(item, str(e))
+                waiting.extend(Waiting(item, str(e)) for item, _ in pending)
             else:
-                for (item, _), row, again in zip(pending, out.logits, out.rechecked, strict=True):
-                    answer(item, predicted(clf, row, args.top_k, again))
+                for (item, x), row, again in zip(pending, out.logits, out.rechecked, strict=True):
+                    waiting.append(Waiting(item, x=x) if again else
+                                   Waiting(item, predicted(clf, row, args.top_k, False)))
             pending.clear()
+        recheck(now)
+
+    def fail(item, message):
+        flush()
+        waiting.append(Waiting(item, message))
+        recheck(False)
 
     for item in itertools.islice(expand(args.inputs), args.limit):
         if isinstance(item, tuple):
-            flush()
-            answer(*item)
+            fail(*item)
             continue
         try:
             pending.append((item, clf.preprocess(read(item, settings))))
         except RuntimeToolkitError as e:
-            flush()
-            answer(item, str(e))
+            fail(item, str(e))
         except Exception as e:  # a bug must not drop the remaining inputs: say it once, go on
-            flush()
-            answer(item, f"unexpected {type(e).__name__}: {first_line(e)}")
+            fail(item, f"unexpected {type(e).__name__}: {first_line(e)}")
         if len(pending) >= args.batch_size:
             flush()
-    flush()
+    flush(now=True)
     print(tally.summary(), file=sys.stderr)
     return 1 if tally.failed else 0
 

@@ -125,6 +125,32 @@ def test_the_default_answer_is_the_cascade_and_names_the_file_that_gave_it(conve
     assert [p.rechecked for p in preds] == under.tolist()
 
 
+def test_predict_gathers_the_rechecks_of_several_batches_and_answers_in_input_order(converted, tiny_data, tmp_path):
+    files = list_images(tiny_data / "test")
+    x = preprocess_batch(files, (71, 71))
+    clf = Classifier.load(converted)
+    m = Manifest.read(converted)
+    fast, exact = m.entry(Path(clf.file).name), m.entry(Path(clf.exact_file).name)
+    fast_logits = Classifier.load(converted, fast.format, fast.precision).infer(x)
+    exact_logits = Classifier.load(converted, exact.format, exact.precision).infer(x)
+    gate = float(np.median(margins(fast_logits)))
+    bundle = edited(converted, tmp_path, lambda d: [c.__setitem__("margin", gate) for c in d["cascades"]])
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    inputs = [*files[:5], bad, *files[5:]]
+    res = run_module("runtime.predict", *inputs, "--model", bundle, "--json", "--batch-size", "2")
+    assert res.returncode == 1, res.stderr  # the bad input failed, every other was answered
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [d["input"] for d in lines] == [str(p) for p in inputs]
+    assert "error" in lines[5] and "not an image" in lines[5]["error"]
+    answered = lines[:5] + lines[6:]
+    under = margins(fast_logits) < gate
+    assert 0 < under.sum() < len(x)
+    assert [d["model"] for d in answered] == [exact.file if a else fast.file for a in under]
+    want = np.where(under[:, None], exact_logits, fast_logits)
+    np.testing.assert_allclose([d["logits"] for d in answered], want, atol=1e-4)
+
+
 def test_predict_cli_runs_the_cascade_and_int8_or_fp32_when_asked(converted, tiny_data, tmp_path):
     bundle = edited(converted, tmp_path, lambda d: [c.__setitem__("margin", 1000.0) for c in d["cascades"]])
     res = run_module("runtime.predict", tiny_data / "test" / "red", "--model", bundle, "--json")
