@@ -210,7 +210,7 @@ def load_onnx(path, threads=None, device="cpu", spinning=True) -> OnnxRunner:
             link = Path(alone) / "model.onnx"
             link.symlink_to(Path(path).resolve())
             sess = ort.InferenceSession(str(link), opts, providers=providers)
-        heap.give_back()  # the graph optimizer's freed copies: ~130 MB resident for an fp32 Xception
+        heap.give_back()  # the graph optimizer's freed copies would stay resident
     except OSError as e:
         raise ModelError(f"cannot read {path}: {first_line(e)}") from None
     except Exception as e:  # onnxruntime raises its own untyped exceptions

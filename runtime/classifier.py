@@ -92,7 +92,7 @@ class Classifier:
                 return cls(runner, info, str(file), limits, choice.reason, precision=choice.entry.precision,
                            said_by=said)
             # the exact file runs on a few calls, each right after the fast one: its idle threads must not
-            # spin, or they take the cores from the fast file's next call (runtime.predict: 3.3 s, not 3.6-4.2)
+            # spin, or they take the cores from the fast file's next call
             exact, second = load_verified(path, choice.exact, lambda f: load(f, FORMATS[choice.exact.format], False))
             return cls(cascade_runner(runner, second, choice.cascade.margin), info, str(file), limits, choice.reason,
                        str(exact), "cascade", said)
@@ -119,8 +119,8 @@ class Classifier:
 
     def first_answer(self, batch: np.ndarray) -> Answer:
         """As ``answer``, but in a cascade only the fast file's logits, ``rechecked`` marking the rows that
-        ``recheck`` must answer (a caller that gathers them from several batches runs the exact file less
-        often: 16 ms a row at batch 8 against 22 ms alone, fp32 Xception at 150 px)."""
+        ``recheck`` must answer (a caller that gathers them from several batches runs the exact file on
+        fuller batches, which cost less per row)."""
         if not isinstance(self.runner, CascadeRunner):
             return self.answer(batch)
         return self._checked(self.runner.first(batch), len(batch), self.file)

@@ -1,7 +1,7 @@
 """Keep the heap's resident size near what is in use, where the C library is glibc.
 
-ONNX Runtime frees the copies its graph optimizations make while building a session (an fp32 Xception:
-about 130 MB), but glibc keeps those pages for later allocations, so they stay resident until trimmed.
+ONNX Runtime frees the copies its graph optimizations make while building a session (for an fp32
+Xception more than its weights), but glibc keeps those pages for later allocations, so they stay resident until trimmed.
 A server's threads each get a malloc arena of their own, and glibc raises its threshold for mapping a
 large block (a request body, an image) on its own each time one is freed, so such blocks end up in the
 arenas and stay resident after the request; the server bounds both.
