@@ -434,11 +434,18 @@ def test_a_decoder_answers_in_checked_plain_bytes_never_a_pickle():
     for forged in (answer(x)[:-4], answer(np.zeros((2, 4, 1), np.float32)), b"\x80\x04K\x01.", b""):
         with pytest.raises(ImageError, match="the decoder answered garbage"):
             read_answer(forged, (2, 4, 3))
-    sandbox = Sandbox(SandboxLimits(workers=1, deadline=0.02))
+    slow = Sandbox(SandboxLimits(workers=1, deadline=0.02))
     try:
+        before = slow.idle.queue[0].process.pid
         with pytest.raises(ImageError, match="took over 0.02 s to decode"):  # 16 MP: about 0.15 s to decode
-            sandbox.preprocess(solid("PNG", 4000, 4000), ImageSpec(8, 8), DecodeLimits())
-        image = solid("PNG", 40, 30)  # answered by the child that replaced the one past its deadline
+            slow.preprocess(solid("PNG", 4000, 4000), ImageSpec(8, 8), DecodeLimits())
+        after = slow.idle.queue[0].process
+        assert after.pid != before and after.is_alive()  # the child past its deadline was replaced
+    finally:
+        slow.close()
+    sandbox = Sandbox(SandboxLimits(workers=1))
+    try:
+        image = solid("PNG", 40, 30)
         for spec in (ImageSpec(8, 8), ImageSpec(8, 8, "torch"), ImageSpec(8, 8, "unit", color="L")):
             assert np.array_equal(sandbox.preprocess(image, spec, DecodeLimits()), spec.load(image))
         with pytest.raises(ImageError, match="not an image"):
