@@ -21,9 +21,9 @@ from benchmarks.lambda_zip import serving
 from benchmarks.measure.provenance import provenance
 from benchmarks.rows import ROOT, child_env
 from benchmarks.stress import bombs
+from benchmarks.stress.report_files import write_report
 from runtime.cli import command_parser, positive_int
 from runtime.errors import ImageError, ModelError, RuntimeToolkitError, one_line_errors
-from runtime.files import write_json
 
 INPUTS = {"photo": None,
           "RLE BMP, 16,000,000 x 1 declared": lambda: bombs.rle_bmp(16_000_000),
@@ -126,13 +126,10 @@ def report(args) -> int:
         if r.input == "photo" and (not r.answer.startswith("exit 0") or '"error"' in r.answer):
             raise ModelError(f"the normal photo was not answered through the {r.surface} ({r.answer}): "
                              "nothing to compare the bombs with")
-    args.out.mkdir(parents=True, exist_ok=True)
     machine = provenance()
-    write_json(args.out / "bomb_cost.json", {"bundle": str(args.bundle), "runs": args.runs, "provenance": machine,
-                                             "rows": [asdict(r) for r in rows]})
-    text = markdown(args.bundle, rows, args.runs, machine)
-    (args.out / "bomb_cost.md").write_text(text)
-    print(text)
+    write_report(args.out, "bomb_cost", {"bundle": str(args.bundle), "runs": args.runs, "provenance": machine,
+                                         "rows": [asdict(r) for r in rows]},
+                 markdown(args.bundle, rows, args.runs, machine))
     return 0
 
 

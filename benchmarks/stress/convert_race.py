@@ -16,10 +16,11 @@ from pathlib import Path
 
 from benchmarks.measure.provenance import provenance
 from benchmarks.rows import ROOT
+from benchmarks.stress.report_files import write_report
 from runtime.bundle import Manifest, ManifestError
 from runtime.cli import command_parser, positive_int
 from runtime.errors import ModelError, RuntimeToolkitError, one_line_errors
-from runtime.files import sha256, write_json
+from runtime.files import sha256
 
 RIVALS = {"tflite": "model.fp16.tflite", "onnx": "model.fp16.onnx"}
 
@@ -117,12 +118,9 @@ def report(args) -> int:
             print(f"... round {i + 1}/{args.times}: exits {rounds[-1].exits}, "
                   f"{'; '.join(rounds[-1].problems) or 'no problem'}", file=sys.stderr, flush=True)
     machine = provenance()
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "convert_race.json", {"bundle": str(args.bundle), "provenance": machine,
-                                                "rounds": [asdict(r) for r in rounds]})
-    text = markdown(args.bundle, rounds, machine)
-    (args.out / "convert_race.md").write_text(text)
-    print(text)
+    write_report(args.out, "convert_race", {"bundle": str(args.bundle), "provenance": machine,
+                                            "rounds": [asdict(r) for r in rounds]},
+                 markdown(args.bundle, rounds, machine))
     return 1 if any(r.problems for r in rounds) else 0
 
 

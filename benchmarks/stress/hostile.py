@@ -10,7 +10,6 @@ sampled throughout. Writes hostile.json, hostile.md and hostile_rss.png.
 
 import concurrent.futures
 import itertools
-import json
 import math
 import shlex
 import socket
@@ -24,6 +23,7 @@ import httpx
 
 from benchmarks.measure.provenance import provenance
 from benchmarks.stress import bombs, serverload
+from benchmarks.stress.report_files import write_report
 from benchmarks.stress.serverload import BAD, percentiles, start
 from runtime.cli import command_parser, positive_float
 from runtime.errors import ImageError, RuntimeToolkitError, one_line_errors
@@ -356,11 +356,8 @@ def attack(args) -> int:
             remote.close()
         log.seek(0)
         result["tracebacks_in_log"] = log.read().decode(errors="replace").count("Traceback")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "hostile.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "hostile.md").write_text(markdown(result))
+    write_report(args.out, "hostile", result, markdown(result))
     plot(result["soak"]["rss"], args.out / "hostile_rss.png")
-    print(markdown(result))
     soak = result["soak"]
     print(f"soak: {soak['valid_failed']} of {soak['valid']} valid requests failed, server peak RSS "
           f"{soak['server_rss_mb']['peak']:.0f} MB (children {soak['children_rss_mb']['peak']:.0f} MB, whole tree "
