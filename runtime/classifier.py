@@ -115,7 +115,9 @@ class Classifier:
     def answer(self, batch: np.ndarray) -> Answer:
         """Logits of a preprocessed batch, checked to hold one row per image and one column per class, and
         the rows a cascade's exact file answered."""
-        return self._checked(self.runner.answer(batch), len(batch), self.file)
+        out = self.runner.answer(batch)
+        self._check_shape(out.logits, len(batch), self.file)
+        return out
 
     def first_answer(self, batch: np.ndarray) -> Answer:
         """As ``answer``, but in a cascade only the fast file's logits, ``rechecked`` marking the rows that
@@ -123,20 +125,22 @@ class Classifier:
         fuller batches, which cost less per row)."""
         if not isinstance(self.runner, CascadeRunner):
             return self.answer(batch)
-        return self._checked(self.runner.first(batch), len(batch), self.file)
+        out = self.runner.first(batch)
+        self._check_shape(out.logits, len(batch), self.file)
+        return out
 
     def recheck(self, batch: np.ndarray) -> np.ndarray:
         """The cascade's exact file's logits of rows ``first_answer`` marked."""
-        return self._checked(Answer(self.runner.exact.infer(batch), np.ones(len(batch), bool)), len(batch),
-                             str(self.exact_file)).logits
+        logits = self.runner.exact.infer(batch)
+        self._check_shape(logits, len(batch), str(self.exact_file))
+        return logits
 
-    def _checked(self, out: Answer, rows: int, file: str) -> Answer:
-        """``out``, or OutputError when its logits are not one row per image and one column per class."""
+    def _check_shape(self, logits, rows: int, file: str):
+        """OutputError when ``logits`` are not one row per image and one column per class."""
         want = (rows, len(self.info.classes))
-        if getattr(out.logits, "shape", None) != want:
-            raise OutputError(f"{file}: model answered logits of shape {getattr(out.logits, 'shape', '?')}, "
+        if getattr(logits, "shape", None) != want:
+            raise OutputError(f"{file}: model answered logits of shape {getattr(logits, 'shape', '?')}, "
                               f"expected {want} ({want[1]} classes)")
-        return out
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits of a preprocessed batch (see ``answer``)."""
