@@ -9,6 +9,8 @@ from runtime.cli import add_model_positional, command_parser, import_tensorflow_
 from runtime.formats import FORMATS, PRECISIONS
 from runtime.preprocessing import MODES
 
+DEFAULT_QAT_MINUTES = 5.0
+
 
 def csv(choices):
     """An argparse type for a comma-separated subset of ``choices``."""
@@ -54,6 +56,16 @@ def parser():
     p.add_argument("--cascades-only", action="store_true",
                    help="export nothing: time the published files again (alternately, batch 1) and fit their "
                         "cascades again (on the parity images, or with --cascade-margin)")
+    p.add_argument("--qat", action="store_true",
+                   help="fine-tune the int8 graph before export (quantization-aware, TensorFlow on this CPU): its "
+                        "weights and activation scales fitted to the float model's logits on --calibration's images, "
+                        "the weights with the lowest logit error on the --parity images kept; both int8 files use them")
+    p.add_argument("--qat-minutes", type=float, default=None, metavar="M",
+                   help=f"the fine-tuning's time budget in minutes, validations included (implies --qat; default "
+                        f"{DEFAULT_QAT_MINUTES:g})")
+    p.add_argument("--qat-from", type=Path, metavar="DIR",
+                   help="use fine-tuned weights made elsewhere (python -m convert.int8.qat_train, e.g. on a GPU) "
+                        "instead of fine-tuning here")
     p.add_argument("--int8-reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="ONNX int8 7-bit weights: auto = on when the CPU has no VNNI")
     p.add_argument("--int8-report", type=Path, nargs="?", const=Path("reports/int8"), metavar="DIR",
@@ -75,20 +87,22 @@ def parser():
 def main(argv=None) -> int:
     p = parser()
     args = model_positional(p, p.parse_args(argv), "source")
-    from convert.errors import SourceError
+    from convert.errors import ConvertError
+    from convert.int8.qat_tf import check_minutes
     from convert.source import check_declared_size
     from runtime.cli import error
 
-    try:  # a --size the file's own config contradicts is refused in one line before TensorFlow is imported
+    try:  # a --size the file's own config contradicts, or a bad budget, is refused before TensorFlow is imported
         if args.source.is_file():
             check_declared_size(args.source, args.size)
-    except SourceError as e:
+        if args.qat_minutes is not None:
+            check_minutes(args.qat_minutes)
+    except ConvertError as e:
         return error(str(e))
     import_tensorflow_quietly(args.verbose)
     if not args.verbose:  # the exporters' libraries warn about their own internals on every run
         for module in ("onnxconverter_common", "keras", "tf2onnx", "tensorflow"):
             warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
-    from convert.errors import ConvertError
     from convert.report import run
     from runtime.errors import RuntimeToolkitError, one_line_errors
 

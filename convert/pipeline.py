@@ -1,5 +1,6 @@
 """The conversion loop: for each (format, precision) of the table, export, verify, then publish."""
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,6 +12,7 @@ from convert import to_onnx, to_tflite
 from convert.calibration import calibration_set, synthetic_set
 from convert.cascade import cascades
 from convert.errors import ConvertError, ExportError
+from convert.int8.qat_tf import check_minutes
 from convert.parity import check
 from convert.source import SourceModel
 from runtime.bundle import Artifact, artifact_path
@@ -120,17 +122,43 @@ def enough_images(n: int, precisions, where: str):
                                "(--parity DIR, --parity-images N)")
 
 
+def check_qat(minutes: float, precisions, parity_dir):
+    """ConvertError, before any work, for a fine-tuning that cannot run: a budget that is not a positive number
+    of minutes, no int8 file to make, no real validation images to choose the weights on."""
+    check_minutes(minutes)
+    if "int8" not in precisions:
+        raise ConvertError("--qat fine-tunes the int8 files: add int8 to --precisions")
+    if parity_dir is None:
+        raise ConvertError("--qat chooses its weights on real validation images: give --parity DIR")
+
+
+def fine_tune(source: SourceModel, calibration: ImageSet, train_dir, validation_dir, minutes: float):
+    """Fine-tune the int8 graph (``convert.int8.qat_tf``) and have both int8 exports use it, unless it made the
+    validation agreement worse."""
+    from convert.int8.qat_tf import fine_tune_bundle
+
+    run = fine_tune_bundle(source, calibration, Path(train_dir), Path(validation_dir), minutes,
+                           report=lambda line: print(f"qat: {line}", file=sys.stderr, flush=True))
+    source.fine_tuning = run
+    if not run.worse():
+        source.int8_method = "qat"
+
+
 def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, parity_count: int | None,
             calibration_dir=None, calibration_count=200, exporters=EXPORTERS,
-            cascade_margin: float | None = None) -> list[Export]:
+            cascade_margin: float | None = None, qat_minutes: float | None = None) -> list[Export]:
     """Build every requested artifact (parity on ``parity_count`` images, default all of ``parity_dir`` or
     NOISE_IMAGES of noise); the manifest is rewritten after each one, recording a refused export's numbers
-    (its file is not published); then fit the cascades of its int8 and float files."""
+    (its file is not published); then fit the cascades of its int8 and float files. With ``qat_minutes``, the
+    int8 files of both formats come from the gptq graph fine-tuned for that long on ``calibration_dir``'s images
+    (``source.fine_tuning`` tells how it went; refused when it made the validation agreement worse)."""
     m = source.manifest
     spec = m.spec()
     if "int8" in precisions and calibration_dir is None:
         raise ConvertError("int8 needs --calibration DIR (at least 100 real images), "
                            "or leave it out: --precisions fp32,fp16")
+    if qat_minutes is not None:
+        check_qat(qat_minutes, precisions, parity_dir)
     images = (load_images(parity_dir, spec, m.classes, parity_count or 10 ** 9) if parity_dir
               else synthetic_set(spec, parity_count or NOISE_IMAGES))
     enough_images(len(images.files), [*precisions, "cascade"] if "int8" in precisions or not precisions
@@ -138,6 +166,8 @@ def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, 
     calibration = None
     if "int8" in precisions:
         calibration = calibration_set(calibration_dir, spec, m.classes, calibration_count)
+    if qat_minutes is not None:
+        fine_tune(source, calibration, calibration_dir, parity_dir, qat_minutes)
     ref = source.predict(images.batch)
     jobs = [(f, p) for f in FORMATS if f in formats for p in FORMATS[f].precisions if p in precisions]
     results = []

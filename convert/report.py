@@ -132,6 +132,28 @@ def int8_report(args) -> int:
     return 0
 
 
+def qat_minutes(args) -> float | None:
+    """The fine-tuning budget asked for: ``--qat-minutes``, or the default with ``--qat``; None without either."""
+    from convert.__main__ import DEFAULT_QAT_MINUTES
+
+    if args.qat_minutes is not None:
+        return args.qat_minutes
+    return DEFAULT_QAT_MINUTES if args.qat else None
+
+
+def adopt_weights(source, folder: Path):
+    """Copy fine-tuned weights made elsewhere into BUNDLE/qat/ (whole or not at all) and have both int8 exports
+    use them; ConvertError when they are missing or were trained for another model."""
+    from convert.int8.qat_graph import read_record
+    from runtime.files import replacing_folder
+
+    read_record(folder, source.manifest.source.sha256)
+    if folder.resolve() != (source.bundle / "qat").resolve():
+        with replacing_folder(source.bundle / "qat", "qat.json") as tmp:
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+    source.int8_method = "qat"
+
+
 def run(args) -> int:
     """Convert, print the table and one line per failed artifact; non-zero if any failed."""
     if args.int8_report:
@@ -142,8 +164,11 @@ def run(args) -> int:
         source = open_source(bundle)
         source.reduce_range = {"auto": None, "on": True, "off": False}[args.int8_reduce_range]
         try:
+            if args.qat_from:
+                adopt_weights(source, args.qat_from)
             results = convert(source, bundle, args.formats, wanted, images, args.parity_images,
-                              args.calibration, args.calibration_images, cascade_margin=args.cascade_margin)
+                              args.calibration, args.calibration_images, cascade_margin=args.cascade_margin,
+                              qat_minutes=qat_minutes(args))
         finally:
             source.close()
         pairs = Manifest.read(bundle).cascades
@@ -154,6 +179,11 @@ def run(args) -> int:
         print("\n" + table(results))
     if pairs:
         print("\n" + cascade_table(pairs))
+    if run := source.fine_tuning:
+        print(f"\n{run.summary()}")
+        if run.worse():
+            print("warning: fine-tuning refused (it lowered the validation agreement): the int8 files were made "
+                  "without it", file=sys.stderr)
     failed = [a for a in results if a.error]
     for a in failed:
         print(f"error: {a.error}", file=sys.stderr)

@@ -144,7 +144,7 @@ def export(source, precision: str, calibration, dest):
     import tensorflow as tf
 
     if precision == "int8":
-        return int8(source, calibration, dest, method("tflite"))
+        return int8(source, calibration, dest, method("tflite", source.int8_method))
     conv = converter(source)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]

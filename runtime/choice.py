@@ -5,8 +5,10 @@ only where this machine has the same CPU (recorded as ``measured_on``). Elsewher
 order decides, from the benchmarks in the README: int8 where it passed parity, then the float
 exports in the order they ran on CPUs measured so far (LiteRT fp16 runs XNNPACK in fp32 with half
 the weights; ONNX fp16 pays for casts on CPUs); on a GPU fp16 first. ``--format``/``--precision``
-fix the choice. On the CPU, a bundle's cascade (an int8 file that answers, a float file that re-checks
-its near-ties) comes first unless ``--format``/``--precision`` are given.
+fix the choice. On the CPU, unless ``--format``/``--precision`` are given, the evidence decides: an int8 file
+whose own agreement with the source model clears the cascade's threshold (the 95% lower bound over every parity
+image) answers alone, as faithful as a cascade from one file; otherwise a bundle's cascade (an int8 file that
+answers, a float file that re-checks its near-ties) comes first.
 """
 
 from dataclasses import dataclass
@@ -36,6 +38,28 @@ def this_machine() -> str:
     return cpu_info().model
 
 
+def faithful_choice(manifest: Manifest, fmt: str | None = None) -> Choice | None:
+    """The fastest int8 file (of ``fmt`` when given) that runs here and agrees with the source model alone as a
+    cascade must (its parity judged by the cascade's thresholds), with why; None if no int8 file does."""
+    from dataclasses import replace
+
+    from runtime.parity import judge
+
+    faithful = [a for a in manifest.verified() if a.precision == "int8" and fmt in (None, a.format)
+                and FORMATS[a.format].installed()
+                and judge(replace(a.parity, failures=[]), "cascade").passed]
+    if not faithful:
+        return None
+    here = this_machine()
+    timed = all(a.measured_on == here and a.latency_ms for a in faithful)
+    best = min(faithful, key=lambda a: a.latency_ms) if timed else faithful[0]
+    why = (f"one faithful int8 file: agreement with the source model {best.parity.agreement_text()} parity images "
+           "clears the cascade's threshold alone, so no float file re-checks it")
+    if timed:
+        why += f"; {best.latency_ms:.1f} ms at batch 1 on this CPU when converted"
+    return Choice(best, why)
+
+
 def cascade_choice(manifest: Manifest) -> Choice | None:
     """The bundle's fastest published cascade whose two files run here, with why; None if it has none."""
     usable = [c for c in manifest.published_cascades()
@@ -57,9 +81,10 @@ def cascade_choice(manifest: Manifest) -> Choice | None:
 
 def choose(manifest: Manifest, fmt=None, precision=None, device="cpu") -> Choice:
     """The artifact (or cascade) to load: verified, matching ``fmt``/``precision``, runnable on ``device``
-    here; on the CPU with neither given, the bundle's cascade where it has one."""
-    if device == "cpu" and fmt is None and precision is None and (pair := cascade_choice(manifest)):
-        return pair
+    here; on the CPU with neither given, a faithful int8 file alone, else the bundle's cascade where it has one."""
+    if device == "cpu" and fmt is None and precision is None and (
+            pick := faithful_choice(manifest) or cascade_choice(manifest)):
+        return pick
     wanted = "/".join(x for x in (fmt, precision) if x) or "any"
     verified = [a for a in manifest.verified()
                 if (fmt is None or a.format == fmt) and (precision is None or a.precision == precision)]

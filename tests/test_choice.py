@@ -71,3 +71,23 @@ def test_predict_and_server_name_the_artifact_and_why(converted, tiny_data):
         assert httpx.post(f"{base}/predict", content=image.read_bytes(), timeout=30).json()["model"] == line["model"]
     finally:
         stop(proc)
+
+
+def with_int8_agreeing(m: Manifest, agreeing: int, images: int) -> Manifest:
+    """``m`` with an int8 ONNX file that agreed with the source model on ``agreeing`` of ``images`` parity images."""
+    p = Parity(images, 0.1, 0.01, 0.01, agreeing / images, 1.0, passed=True)
+    return dataclasses.replace(m, artifacts=(*m.artifacts, Artifact("model.int8.onnx", "onnx", "int8", 1, "x", p, 5.0,
+                                                                    this_machine())))
+
+
+def test_an_int8_file_that_clears_the_cascades_threshold_alone_answers_alone_and_one_that_does_not_gives_way():
+    from runtime.parity import THRESHOLDS, wilson
+
+    m = bundle(("onnx", "fp32", 30.0, this_machine(), True))
+    need = THRESHOLDS["cascade"].min_top1_agreement
+    assert wilson(341, 341)[0] >= need > wilson(339, 341)[0]  # 341 images can tell the two apart
+    alone = choose(with_int8_agreeing(m, 341, 341))
+    assert alone.entry.file == "model.int8.onnx" and alone.cascade is None
+    assert "one faithful int8 file" in alone.reason and "341" in alone.reason
+    assert "faithful" not in choose(with_int8_agreeing(m, 339, 341)).reason  # the usual choice: the fastest
+    assert choose(with_int8_agreeing(m, 341, 341), precision="fp32").entry.file == "model.fp32.onnx"

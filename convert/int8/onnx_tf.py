@@ -37,9 +37,10 @@ def _same(size, kernel, strides) -> list[int]:
 
 class OnnxGraph:
     """The float graph's function in TensorFlow; ``grid`` (tensor -> uint8 scale, zero point) marks the
-    activations to round, every convolution's weights round per output channel to int8 (max / 127)."""
+    activations to round, every convolution's weights round per output channel to int8 (max / 127) unless
+    ``round_weights`` is false."""
 
-    def __init__(self, model, grid: dict):
+    def __init__(self, model, grid: dict, round_weights: bool = True):
         import tensorflow as tf
         from onnx import numpy_helper
 
@@ -48,6 +49,7 @@ class OnnxGraph:
         self.nodes = list(model.graph.node)
         self.input, self.output = model.graph.input[0].name, model.graph.output[0].name
         self.grid = {t: (float(s), float(z)) for t, (s, z) in grid.items()}
+        self.round_weights = round_weights
         inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         self.consts = {}
         for n in self.nodes:
@@ -64,8 +66,13 @@ class OnnxGraph:
 
         if t not in self.grid:
             return x
+        low, high = self.range(t)
+        return tf.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
+
+    def range(self, t: str) -> tuple:
+        """The float range of tensor ``t``'s uint8 grid (zero exactly on it)."""
         s, z = self.grid[t]
-        return tf.quantization.fake_quant_with_min_max_vars(x, -z * s, (255 - z) * s, num_bits=8)
+        return -z * s, (255 - z) * s
 
     @staticmethod
     def _round_weight(w, depthwise: bool):
@@ -94,7 +101,8 @@ class OnnxGraph:
             return ins[0]
         if op == "Conv":
             depthwise = a.get("group", 1) > 1
-            w, strides = self._round_weight(ins[1], depthwise), [1, *a.get("strides", [1, 1]), 1]
+            w = self._round_weight(ins[1], depthwise) if self.round_weights else ins[1]
+            strides = [1, *a.get("strides", [1, 1]), 1]
             x = _pad(ins[0], a.get("pads", [0, 0, 0, 0]))
             y = (tf.nn.depthwise_conv2d(x, w, strides, "VALID") if depthwise else tf.nn.conv2d(x, w, strides, "VALID"))
             return y + ins[2] if len(ins) > 2 else y

@@ -2,12 +2,42 @@
 ``qat`` int8 methods (no import of the exporters: they import this)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 
 from convert.errors import ConvertError
 
 PARTS = 2  # trained weights come in two files of under 16 MB, what a lent GPU machine sends back
+SAME_AS_INPUT = ("MaxPool", "Squeeze")  # onnxruntime gives their output the scale of their input
+
+
+def shared_scales(graph: dict, grid: dict) -> dict:
+    """tensor -> the tensor whose scale it must keep: the outputs of operators that onnxruntime quantizes
+    with their input's scale and zero point (a scale learned for them alone would not reach the file).
+    ``graph`` is the pack's plain JSON form (``qat_pack.graph_json``)."""
+    same = {}
+    for n in graph["nodes"]:
+        if n["op"] in SAME_AS_INPUT and n["out"][0] in grid and n["in"][0] in grid:
+            same[n["out"][0]] = same.get(n["in"][0], n["in"][0])
+    return same
+
+
+def write_weights(out: Path, weights: dict, convs: set, grid: dict, record: dict):
+    """OUT/weights.0.npz, weights.1.npz (initializers in ONNX layout, the convolution weights ``convs`` as int8
+    codes) and qat.json: ``record`` (with the source's ``source_sha256``) and the ``grid`` (tensor -> [scale,
+    zero point]) that ``trained_graph`` reads back."""
+    from convert.int8.qat_pack import weight_arrays
+
+    arrays = weight_arrays(weights, convs)
+    total, parts, done = sum(a.nbytes for a in arrays.values()), [{} for _ in range(PARTS)], 0
+    for k in sorted(arrays):
+        parts[min(PARTS - 1, done * PARTS // total)][k] = arrays[k]
+        done += arrays[k].nbytes
+    out.mkdir(parents=True, exist_ok=True)
+    for i, part in enumerate(parts):
+        np.savez_compressed(out / f"weights.{i}.npz", **part)
+    (out / "qat.json").write_text(json.dumps({**record, "grid": grid}, indent=1))
 
 
 def weight_values(arrays: dict) -> dict:
@@ -23,6 +53,26 @@ def weight_values(arrays: dict) -> dict:
     return out
 
 
+def read_record(folder: Path, source_sha256: str) -> dict:
+    """``folder``'s qat.json, checked to belong to the source model of hash ``source_sha256``; ConvertError when it
+    is missing, unreadable, over 16 MB or another model's."""
+    from runtime.errors import first_line
+
+    path = folder / "qat.json"
+    try:
+        if path.stat().st_size > 16 << 20:
+            raise ValueError(f"{path.stat().st_size} bytes")
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConvertError(f"no trained weights in {folder} ({first_line(e)}): python -m convert --qat or "
+                           "python -m convert.int8.qat_train makes them") from None
+    if not isinstance(record, dict) or not isinstance(record.get("grid"), dict):
+        raise ConvertError(f"{path}: not a record of fine-tuned weights")
+    if record.get("source_sha256") != source_sha256:
+        raise ConvertError(f"{folder} holds weights trained for another model (source sha256 differs)")
+    return record
+
+
 def trained_graph(source, prepared) -> tuple:
     """The source's graph (``prepared``: its prepared fp32 ONNX file) with the weights that
     ``convert.int8.qat_train`` wrote to BUNDLE/qat/, their activation grid (tensor -> scale, zero point) and the
@@ -33,17 +83,15 @@ def trained_graph(source, prepared) -> tuple:
     from runtime.errors import first_line
 
     folder = source.bundle / "qat"
+    record = read_record(folder, source.manifest.source.sha256)
+    arrays = {}
     try:
-        record = json.loads((folder / "qat.json").read_text())
-        arrays = {}
         for i in range(PARTS):
             with np.load(folder / f"weights.{i}.npz") as part:
                 arrays.update(part)
     except (OSError, ValueError) as e:
-        raise ConvertError(f"no trained weights in {folder} ({first_line(e)}): python -m convert.int8.qat_train "
-                           "makes them") from None
-    if record.get("source_sha256") != source.manifest.source.sha256:
-        raise ConvertError(f"{folder} holds weights trained for another model (source sha256 differs)")
+        raise ConvertError(f"no trained weights in {folder} ({first_line(e)}): python -m convert --qat or "
+                           "python -m convert.int8.qat_train makes them") from None
     values = weight_values(arrays)
     model = onnx.load(str(prepared))
     if missing := [i.name for i in model.graph.initializer if i.name not in values]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.int8.qat_graph import PARTS, weight_values
-from convert.int8.qat_pack import decode_jpeg, weight_arrays
+from convert.int8.qat_graph import shared_scales, weight_values, write_weights
+from convert.int8.qat_pack import decode_jpeg
 from runtime.cli import command_parser, non_negative_float, positive_float, positive_int
 
 
@@ -95,19 +95,6 @@ def _op(op: str, a: dict, ins: list):
     return ins[0] + ins[1] if op == "Add" else ins[0]
 
 
-SAME_AS_INPUT = ("MaxPool", "Squeeze")  # onnxruntime gives their output the scale of their input
-
-
-def shared_scales(graph: dict, grid: dict) -> dict:
-    """tensor -> the tensor whose scale it must keep: the outputs of operators that onnxruntime quantizes
-    with their input's scale and zero point (a scale learned for them alone would not reach the file)."""
-    same = {}
-    for n in graph["nodes"]:
-        if n["op"] in SAME_AS_INPUT and n["out"][0] in grid and n["in"][0] in grid:
-            same[n["out"][0]] = same.get(n["in"][0], n["in"][0])
-    return same
-
-
 def adam(lr: float, steps: int, b1=0.9, b2=0.999, eps=1e-8):
     """Adam with a cosine decay of ``lr`` to 0 over ``steps``: (init, update) on pytrees."""
     import jax
@@ -185,21 +172,12 @@ def train(head: dict, values: dict, data: dict, epochs: int, lr: float, lr_scale
 
 
 def save(out: Path, head: dict, weights: dict, scales: dict, record: dict):
-    """OUT/weights.0.npz, weights.1.npz (convolutions back in ONNX layout, as int8 codes) and qat.json."""
+    """OUT/weights.*.npz (convolutions back in ONNX layout) and qat.json, as ``qat_graph.save`` writes them."""
     graph = head["graph"]
     convs = {n["in"][1] for n in graph["nodes"] if n["op"] == "Conv"}
     onnx_layout = {k: w.transpose(3, 2, 0, 1) if k in convs else w for k, w in weights.items()}
-    arrays = weight_arrays(onnx_layout, convs)
-    total, parts, done = sum(a.nbytes for a in arrays.values()), [{} for _ in range(PARTS)], 0
-    for k in sorted(arrays):
-        parts[min(PARTS - 1, done * PARTS // total)][k] = arrays[k]
-        done += arrays[k].nbytes
-    out.mkdir(parents=True, exist_ok=True)
-    for i, part in enumerate(parts):
-        np.savez_compressed(out / f"weights.{i}.npz", **part)
     grid = {t: [scales[t], z] for t, (_, z) in head["grid"].items()}
-    (out / "qat.json").write_text(json.dumps({"source_sha256": head["source_sha256"], "grid": grid, **record},
-                                             indent=1))
+    write_weights(out, onnx_layout, convs, grid, {"source_sha256": head["source_sha256"], **record})
 
 
 def parser():

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from runtime.bundle import FILE as MANIFEST
 from runtime.bundle import Cascade, Manifest, artifact_path
-from runtime.choice import choose
+from runtime.choice import choose, faithful_choice
 from runtime.cli import command_parser
 from runtime.errors import BackendUnavailable, ModelError, RuntimeToolkitError, one_line_errors
 from runtime.files import replacing, sha256
@@ -119,12 +119,14 @@ def lambda_cascade(manifest: Manifest, fmt: str) -> Cascade | None:
 
 
 def copy_model(bundle: Path, fmt: str, precision: str | None, dest: Path) -> str:
-    """The bundle's cascade over ``fmt`` files when no precision is given and it has one (both files), else
-    one verified artifact, hash checked, with a manifest listing only what was copied, into ``dest``."""
+    """What the runtime would answer with, of ``fmt``, when no precision is given: a faithful int8 file alone,
+    else the bundle's cascade (both files); else one verified artifact of ``precision``. Copied hash checked, with
+    a manifest listing only what was copied, into ``dest``; returns what was shipped and why, in words."""
     manifest = Manifest.read(bundle)
-    pair = lambda_cascade(manifest, fmt) if precision is None else None
+    faithful = faithful_choice(manifest, fmt) if precision is None else None
+    pair = lambda_cascade(manifest, fmt) if precision is None and faithful is None else None
     entries = ([manifest.entry(pair.fast), manifest.entry(pair.exact)] if pair
-               else [choose(manifest, fmt, precision).entry])
+               else [faithful.entry] if faithful else [choose(manifest, fmt, precision).entry])
     dest.mkdir()
     for entry in entries:
         shutil.copyfile(artifact_path(bundle, entry), dest / entry.file)
@@ -133,7 +135,7 @@ def copy_model(bundle: Path, fmt: str, precision: str | None, dest: Path) -> str
         return (f"cascade {pair.name} (gate {pair.margin:.2f}: the {manifest.entry(pair.exact).precision} file "
                 f"re-checks {pair.recheck_rate:.0%} of answers; plain int8 agreed on "
                 f"{manifest.entry(pair.fast).parity.top1_agreement:.1%})")
-    return entries[0].file
+    return f"{entries[0].file} ({faithful.reason})" if faithful else entries[0].file
 
 
 def zip_folder(folder: Path, out: Path):
@@ -190,6 +192,9 @@ def parser():
         s.add_argument("--glibc", type=version,
                        help="highest glibc on the target, 2.N (install: this machine's; lambda: the runtime's)")
     sub.choices["install"].add_argument("--target", type=Path, required=True, help="a new folder to fill")
+    sub.choices["install"].add_argument("--model", type=Path, help="also copy what the runtime would answer with "
+                                        "from this bundle (a faithful int8 file alone, else its cascade) to "
+                                        "TARGET/model")
     lam = sub.choices["lambda"]
     lam.add_argument("--model", type=Path, required=True, help="a converted bundle folder")
     lam.add_argument("--precision", choices=PRECISIONS,
@@ -224,10 +229,17 @@ def run(args) -> int:
         if args.target.exists() and (not args.target.is_dir() or any(args.target.iterdir())):
             raise ModelError(f"--target {args.target}: not an empty folder")
         args.target.parent.mkdir(parents=True, exist_ok=True)
+        if args.model and not (args.model / MANIFEST).is_file():
+            raise ModelError(f"--model {args.model}: no {MANIFEST} (not a converted bundle)")
         with tempfile.TemporaryDirectory(prefix=f".{args.target.name}.", dir=args.target.parent) as tmp:
-            done = slim(args.format, Path(tmp) / "slim", target, str(args.target.resolve()))  # renamed when whole
+            root = Path(tmp) / "slim"
+            root.mkdir()  # the model first: a bad bundle fails before pip, and FILES lists it
+            model = copy_model(args.model, args.format, None, root / "model") if args.model else None
+            done = slim(args.format, root, target, str(args.target.resolve()))  # renamed when whole
             os.replace(done.path, args.target)
         done = replace(done, path=args.target)
+        if model:
+            print(f"{args.target / 'model'}: {model}")
         print(f"{done.path}: {done.bytes / 1e6:.1f} MB installed ({versions(done.versions)}; python{target.python}, "
               f"{target.arch}, glibc <= {target.glibc}); run with PYTHONPATH={done.path}")
         return 0
