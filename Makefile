@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets/clothing-dataset-small
+QAT_MINUTES ?= 5
 
 .PHONY: main test check install
 
@@ -22,4 +23,4 @@ check: install  # the fast tier: lint, and the tests that train, convert and soa
 	$(PY) -m pytest -q -m "not slow"
 
 main: install
-	DATA=$(DATA) PY=$(PY) bash scripts/main.sh
+	DATA=$(DATA) PY=$(PY) QAT_MINUTES=$(QAT_MINUTES) bash scripts/main.sh

@@ -141,7 +141,16 @@ def fine_tune(source: SourceModel, calibration: ImageSet, train_dir, validation_
                            report=lambda line: print(f"qat: {line}", file=sys.stderr, flush=True))
     source.fine_tuning = run
     if not run.worse():
-        source.int8_method = "qat"
+        source.int8_methods.update(qat_methods(source))
+
+
+def qat_methods(source: SourceModel) -> dict:
+    """format -> "qat" for the int8 files that can carry fine-tuned weights: TFLite always; ONNX where it keeps
+    8-bit weights (on a CPU without VNNI it stores 7-bit weights, which the training's 8-bit grid does not match,
+    so it keeps its default method there)."""
+    from convert.to_onnx import int8_options
+
+    return {"tflite": "qat", **({} if int8_options(source.reduce_range)["reduce_range"] else {"onnx": "qat"})}
 
 
 def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, parity_count: int | None,

@@ -145,13 +145,14 @@ def adopt_weights(source, folder: Path):
     """Copy fine-tuned weights made elsewhere into BUNDLE/qat/ (whole or not at all) and have both int8 exports
     use them; ConvertError when they are missing or were trained for another model."""
     from convert.int8.qat_graph import read_record
+    from convert.pipeline import qat_methods
     from runtime.files import replacing_folder
 
     read_record(folder, source.manifest.source.sha256)
     if folder.resolve() != (source.bundle / "qat").resolve():
         with replacing_folder(source.bundle / "qat", "qat.json") as tmp:
             shutil.copytree(folder, tmp, dirs_exist_ok=True)
-    source.int8_method = "qat"
+    source.int8_methods.update(qat_methods(source))
 
 
 def run(args) -> int:
@@ -180,7 +181,12 @@ def run(args) -> int:
     if pairs:
         print("\n" + cascade_table(pairs))
     if run := source.fine_tuning:
-        print(f"\n{run.summary()}")
+        print(f"\n{run.summary()}; int8 files made from it: "
+              + (", ".join(sorted(source.int8_methods)) or "none"))
+        if "onnx" not in source.int8_methods and not run.worse():
+            print("note: the ONNX int8 file keeps its default method: without VNNI onnxruntime stores 7-bit weights, "
+                  "which the fine-tuning's 8-bit grid does not match (--int8-reduce-range off would saturate)",
+                  file=sys.stderr)
         if run.worse():
             print("warning: fine-tuning refused (it lowered the validation agreement): the int8 files were made "
                   "without it", file=sys.stderr)

@@ -26,7 +26,7 @@ class SourceModel:
     manifest: Manifest
     scratch: Path
     reduce_range: bool | None = None  # ONNX int8: None chooses by the CPU's VNNI flag
-    int8_method: str | None = None  # both formats' int8 method (convert.int8.methods); None: each one's default
+    int8_methods: dict = field(default_factory=dict)  # format -> int8 method (convert.int8.methods); else its default
     fine_tuning: object | None = None  # convert.int8.qat_tf.FineTuning of this conversion, if any
     _saved_model: Path | None = field(default=None, repr=False)
 

@@ -286,7 +286,7 @@ def export(source, precision: str, calibration, dest):
     import onnx
 
     if precision == "int8":
-        return int8(source, calibration, dest, method("onnx", source.int8_method))
+        return int8(source, calibration, dest, method("onnx", source.int8_methods.get("onnx")))
     model = onnx.load(str(fp32_file(source)))
     if precision == "fp16":
         from onnxconverter_common import float16

@@ -144,7 +144,7 @@ def export(source, precision: str, calibration, dest):
     import tensorflow as tf
 
     if precision == "int8":
-        return int8(source, calibration, dest, method("tflite", source.int8_method))
+        return int8(source, calibration, dest, method("tflite", source.int8_methods.get("tflite")))
     conv = converter(source)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -220,7 +220,7 @@ def test_manifest_cascades_round_trip(converted, tmp_path):
 
 
 def test_the_cascade_benchmark_recomputes_independently(converted, tiny_data, tmp_path):
-    res = run_module("benchmarks.cascade", converted, "--images", tiny_data / "test", "--out", tmp_path)
+    res = run_module("benchmarks.cascade", converted, "--images", tiny_data / "test", "--out", tmp_path, "--e2e")
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads((tmp_path / "tiny" / "report.json").read_text())
     x = preprocess_batch(list_images(tiny_data / "test"), (71, 71))
@@ -236,6 +236,15 @@ def test_the_cascade_benchmark_recomputes_independently(converted, tiny_data, tm
         assert row["timing"]["mean_ms"] > 0 and row["gate"] == c.margin
     assert sum(row["default"] for row in data["cascades"]) == 1
     assert any(g["goal"].startswith("default cascade") for g in data["goals"])
+    for row in data["plain"]:
+        alone = Classifier.load(converted, row["file"].split(".")[-1], "int8").infer(x)
+        assert row["agreement_fp32"] == pytest.approx(np.mean(alone.argmax(1) == exact.argmax(1)))
+    assert {r["file"] for r in data["plain"]} == {a.file for a in m.verified() if a.precision == "int8"}
+    e = data["e2e"]
+    assert set(e["peak_rss_mb"]) == set(e["seconds"]) == {"default", "fp32 onnx", e["plain"]}
+    assert all(50 < mb < 2000 for mb in e["peak_rss_mb"].values())  # a Python process with a model, in MB
+    assert any(g["goal"].startswith("best plain int8 file") for g in data["goals"])
+    assert any("peak RSS" in g["goal"] for g in data["goals"])
     assert "## Goals" in (tmp_path / "tiny" / "report.md").read_text()
 
 

@@ -17,7 +17,7 @@ from convert.int8.onnx_tf import OnnxGraph
 from convert.int8.qat_graph import shared_scales, write_weights
 
 MAX_MINUTES = 24 * 60
-CHECKS = 4  # validations spread over the budget, besides the one before training and the one at its end
+CHECKS = 2  # validations spread over the budget, besides the one before training and the one at its end
 MAX_TRAIN_IMAGES = 6000  # images held in memory as float32 at most (6.4 GB at 299 px)
 
 
