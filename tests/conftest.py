@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny generated dataset and the path of the real one when it is there."""
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -109,13 +110,28 @@ def tiny_bundle(tiny_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def converted(tiny_bundle, tiny_data, tmp_path_factory):
-    """A copy of the tiny bundle with all six artifacts (calibrated on train/, parity on validation/)."""
+    """A copy of the tiny bundle with all six artifacts (calibrated on train/, parity on validation/), its int8
+    files recorded as Xception's are (``short_of_faithful``), so that its cascade answers by default."""
     from convert.__main__ import main
 
     def convert(folder):
         clone(tiny_bundle, folder / "tiny", ignore=shutil.ignore_patterns("checkpoints"))
         assert main([str(folder / "tiny"), "--calibration", str(tiny_data / "train")]) == 0
+        short_of_faithful(folder / "tiny")
     yield from unchanged(built_once(tmp_path_factory, "converted", convert) / "tiny")
+
+
+def short_of_faithful(bundle: Path, changed: int = 3):
+    """Record each int8 file of ``bundle`` as changing ``changed`` of its parity images, as the real models' int8
+    files do (2-5%): the tiny model's int8 files agree on every image, which makes one of them faithful enough to
+    answer alone, and the cascade, which the real models answer with, would go untested."""
+    from runtime.bundle import FILE
+
+    data = json.loads((bundle / FILE).read_text())
+    for entry in (a for a in data["artifacts"] if a["precision"] == "int8"):
+        n = entry["parity"]["images"]
+        entry["parity"]["top1_agreement"] = min(entry["parity"]["top1_agreement"], (n - changed) / n)
+    (bundle / FILE).write_text(json.dumps(data))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 
 from runtime.bundle import Manifest
 
-from .conftest import run_module
+from .conftest import clone, run_module
 
 
 def test_top2_margin_is_the_gap_between_the_two_best_logits():
@@ -305,6 +305,7 @@ def test_activations_left_in_float_by_group_keep_the_relus_and_only_that_groups_
             "all": replace(gptq, options={**gptq.options, "float_activations": KINDS}),
             "depthwise": method("onnx", "gptq-float-depthwise")}
     source = open_source(small_bundle)
+    source.reduce_range = False  # weights-only rounds on the 8-bit grid; a CPU without VNNI would pick 7 bits
     try:
         m = source.manifest
         calibration = calibration_set(tiny_data / "train", m.spec(), m.classes, 16)
@@ -382,16 +383,30 @@ def test_onnx_graph_in_tensorflow_computes_the_rounded_graph_and_rounds_its_grid
     assert rounding > 1e-3 * np.ptp(want) and np.abs(got - want).max() < 0.05 * rounding
 
 
-def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(converted):
+def test_tflite_onnx_grid_method_keeps_every_range_of_the_onnx_grid(converted, tiny_data, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
+    from convert import to_onnx
+    from convert.calibration import calibration_set
+    from convert.int8.methods import method
     from convert.int8.mixed import activation_grid
+    from convert.source import open_source
 
     notes = {f: Manifest.read(converted).entry(f).notes["quantization"] for f in ("model.int8.onnx",
                                                                                     "model.int8.tflite")}
     assert notes["model.int8.tflite"]["method"] == "onnx-grid"
     assert notes["model.int8.tflite"]["onnx_grid"] == notes["model.int8.onnx"]["method"] == "gptq"
-    grid = activation_grid(onnx.load(str(converted / "model.int8.onnx")))
+    source = open_source(clone(converted, tmp_path / "tiny"))
+    try:  # the gptq graph's grid on 8-bit weights, as convert made it for TFLite
+        m = source.manifest
+        grid = to_onnx.rounded_graph(source, calibration_set(tiny_data / "train", m.spec(), m.classes, 200),
+                                     method("onnx", "gptq"))[1]
+    finally:
+        source.close()
+    if not notes["model.int8.onnx"]["reduce_range"]:  # with VNNI: the ONNX file's own grid, the same one
+        own = activation_grid(onnx.load(str(converted / "model.int8.onnx")))
+        assert own.keys() == grid.keys() and all(abs(float(own[t][0]) - float(s)) <= 1e-6 * float(s)
+                                                 for t, (s, _) in grid.items())
     tensors = Interpreter(model_path=str(converted / "model.int8.tflite")).get_tensor_details()
     params = [t["quantization_parameters"] for t in tensors if t["dtype"] == np.int8]
     kept = [(float(q["scales"][0]), int(q["zero_points"][0])) for q in params if len(q["scales"]) == 1]

@@ -126,3 +126,24 @@ def test_a_wheel_whose_hash_differs_from_the_lock_is_refused(converted, tmp_path
     (tmp_path / "wheels.lock.json").write_text(json.dumps(lock))
     assert main(["install", "--format", "onnx", "--target", str(tmp_path / "slim")]) == 2
     assert f"no locked wheels for {key} in wheels.lock.json" in capsys.readouterr().err
+
+
+def test_a_faithful_int8_file_is_what_answers_and_what_ships_alone(converted, tmp_path):
+    """Where an int8 file agreed on every parity image (its lower bound clears the cascade's threshold), the runtime
+    loads it alone and the package commands copy exactly it, saying why."""
+    from runtime.package.build import copy_model
+    from tests.test_bundle import edited
+
+    def perfect(data):
+        entry = next(a for a in data["artifacts"] if a["file"] == "model.int8.tflite")
+        entry["parity"]["top1_agreement"] = 1.0
+
+    bundle = edited(converted, tmp_path, perfect)
+    assert Manifest.read(bundle).entry("model.int8.tflite").parity.images >= 189  # enough to clear 98%
+    clf = Classifier.load(bundle)
+    assert clf.file.endswith("model.int8.tflite") and clf.exact_file is None and "faithful" in clf.reason
+    said = copy_model(bundle, "tflite", None, tmp_path / "model")
+    assert said.startswith("model.int8.tflite (one faithful int8 file")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [FILE, "model.int8.tflite"]
+    m = Manifest.read(tmp_path / "model")
+    assert [a.file for a in m.artifacts] == ["model.int8.tflite"] and m.cascades == ()

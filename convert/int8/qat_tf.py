@@ -74,7 +74,8 @@ class FineTuning:
         """One line: budget, spent, validation agreement and logit error before and after."""
         b, k = self.before, self.kept
         return (f"fine-tuned {self.steps} steps of {self.batch} in {self.seconds / 60:.1f} of {self.minutes:g} min "
-                f"({self.train_images} training images): validation agreement {b.agreement:.1%} -> {k.agreement:.1%}"
+                f"(and {self.prepare_seconds / 60:.1f} min of preparation; {self.train_images} training images): "
+                f"validation agreement {b.agreement:.1%} -> {k.agreement:.1%}"
                 f", logit rms {b.rms:.3f} -> {k.rms:.3f} of {self.validation_images} images (step {k.step} kept)")
 
 
