@@ -108,25 +108,27 @@ def alternate(runners: dict, batch: np.ndarray, rounds: int) -> list[Timed]:
     return [Timed(n, float(np.mean(t)), float(np.median(t)), float(np.percentile(t, 99))) for n, t in times.items()]
 
 
-def predict_run(bundle: Path, images: Path, *flags) -> tuple[float, float, dict]:
-    """Seconds and peak RSS (MB, the child's own, from wait4) of ``runtime.predict IMAGES --json`` in a fresh
-    process, and its answer per input."""
-    import tempfile
+PREDICT_REPORTING_PEAK = (  # runtime.predict, then its own VmHWM on stderr (wait4's ru_maxrss would include the
+    "import atexit, runpy, sys\n"  # forking benchmark's gigabytes: it survives exec, VmHWM does not)
+    "atexit.register(lambda: sys.stderr.write(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))))\n"
+    "runpy.run_module('runtime.predict', run_name='__main__', alter_sys=True)\n")
 
+
+def predict_run(bundle: Path, images: Path, *flags) -> tuple[float, float, dict]:
+    """Seconds and peak RSS (MB, the process's own VmHWM) of ``runtime.predict IMAGES --json`` in a fresh
+    process, and its answer per input."""
     from benchmarks.rows import ROOT, child_env
 
-    argv = [sys.executable, "-m", "runtime.predict", str(images), "--model", str(bundle), "--json", *flags]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=ROOT, env=child_env(os.environ), stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"runtime.predict {' '.join(flags)} failed: {stderr.strip().splitlines()[-1:]}")
-    answers = [json.loads(line) for line in stdout.splitlines()]
-    return seconds, usage.ru_maxrss / 1024, {a["input"]: a for a in answers}
+    argv = [sys.executable, "-c", PREDICT_REPORTING_PEAK, str(images), "--model", str(bundle), "--json", *flags]
+    t = time.perf_counter()
+    res = subprocess.run(argv, cwd=ROOT, env=child_env(os.environ), capture_output=True, text=True, check=False,
+                         timeout=3600)
+    seconds = time.perf_counter() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"runtime.predict {' '.join(flags)} failed: {res.stderr.strip().splitlines()[-1:]}")
+    peak = next(line for line in res.stderr.splitlines() if line.startswith("VmHWM:"))
+    answers = [json.loads(line) for line in res.stdout.splitlines()]
+    return seconds, int(peak.split()[1]) / 1024, {a["input"]: a for a in answers}
 
 
 def e2e(bundle: Path, images: Path, limit: int, int8_file: str) -> dict:
