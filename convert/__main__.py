@@ -97,6 +97,8 @@ def main(argv=None) -> int:
             check_declared_size(args.source, args.size)
         if args.qat_minutes is not None:
             check_minutes(args.qat_minutes)
+        if args.qat_from and (args.qat or args.qat_minutes is not None):
+            raise ConvertError("--qat-from uses weights fine-tuned elsewhere, --qat fine-tunes here: give one")
     except ConvertError as e:
         return error(str(e))
     import_tensorflow_quietly(args.verbose)

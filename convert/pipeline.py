@@ -159,8 +159,9 @@ def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, 
     """Build every requested artifact (parity on ``parity_count`` images, default all of ``parity_dir`` or
     NOISE_IMAGES of noise); the manifest is rewritten after each one, recording a refused export's numbers
     (its file is not published); then fit the cascades of its int8 and float files. With ``qat_minutes``, the
-    int8 files of both formats come from the gptq graph fine-tuned for that long on ``calibration_dir``'s images
-    (``source.fine_tuning`` tells how it went; refused when it made the validation agreement worse)."""
+    int8 files that can carry it (``qat_methods``) come from the gptq graph fine-tuned for that long on
+    ``calibration_dir``'s images (``source.fine_tuning`` tells how it went; refused when it made the validation
+    agreement worse)."""
     m = source.manifest
     spec = m.spec()
     if "int8" in precisions and calibration_dir is None:

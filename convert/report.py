@@ -183,7 +183,7 @@ def run(args) -> int:
     if run := source.fine_tuning:
         print(f"\n{run.summary()}; int8 files made from it: "
               + (", ".join(sorted(source.int8_methods)) or "none"))
-        if "onnx" not in source.int8_methods and not run.worse():
+        if "onnx" in args.formats and "onnx" not in source.int8_methods and not run.worse():
             print("note: the ONNX int8 file keeps its default method: without VNNI onnxruntime stores 7-bit weights, "
                   "which the fine-tuning's 8-bit grid does not match (--int8-reduce-range off would saturate)",
                   file=sys.stderr)

@@ -131,3 +131,8 @@ def test_a_fine_tuning_that_lowers_the_validation_agreement_is_refused():
     assert run.worse() and "96.0% -> 94.0%" in run.summary()
     run.kept = run.checks[0]
     assert not run.worse()
+
+
+def test_fine_tuning_here_and_weights_from_elsewhere_together_are_one_error_line(small_bundle, tmp_path):
+    res = run_module("convert", small_bundle, "--qat", "--qat-from", tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "give one" in res.stderr
