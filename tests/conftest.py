@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny generated dataset and the path of the real one when it is there."""
 
 import fcntl
-import json
 import os
 import shutil
 import subprocess
@@ -125,13 +124,16 @@ def short_of_faithful(bundle: Path, changed: int = 3):
     """Record each int8 file of ``bundle`` as changing ``changed`` of its parity images, as the real models' int8
     files do (2-5%): the tiny model's int8 files agree on every image, which makes one of them faithful enough to
     answer alone, and the cascade, which the real models answer with, would go untested."""
-    from runtime.bundle import FILE
+    from dataclasses import replace
 
-    data = json.loads((bundle / FILE).read_text())
-    for entry in (a for a in data["artifacts"] if a["precision"] == "int8"):
-        n = entry["parity"]["images"]
-        entry["parity"]["top1_agreement"] = min(entry["parity"]["top1_agreement"], (n - changed) / n)
-    (bundle / FILE).write_text(json.dumps(data))
+    from runtime.bundle import Manifest
+
+    m = Manifest.read(bundle)
+
+    def short(a):
+        n = a.parity.images
+        return replace(a, parity=replace(a.parity, top1_agreement=min(a.parity.top1_agreement, (n - changed) / n)))
+    replace(m, artifacts=tuple(short(a) if a.precision == "int8" else a for a in m.artifacts)).write(bundle)
 
 
 @pytest.fixture(scope="session")
