@@ -132,12 +132,12 @@ def check_qat(minutes: float, precisions, parity_dir):
         raise ConvertError("--qat chooses its weights on real validation images: give --parity DIR")
 
 
-def fine_tune(source: SourceModel, calibration: ImageSet, train_dir, validation_dir, minutes: float):
+def fine_tune(source: SourceModel, calibration: ImageSet, train_dir, validation: ImageSet, minutes: float):
     """Fine-tune the int8 graph (``convert.int8.qat_tf``) and have both int8 exports use it, unless it made the
     validation agreement worse."""
     from convert.int8.qat_tf import fine_tune_bundle
 
-    run = fine_tune_bundle(source, calibration, Path(train_dir), Path(validation_dir), minutes,
+    run = fine_tune_bundle(source, calibration, Path(train_dir), validation, minutes,
                            report=lambda line: print(f"qat: {line}", file=sys.stderr, flush=True))
     source.fine_tuning = run
     if not run.worse():
@@ -177,7 +177,7 @@ def convert(source: SourceModel, bundle: Path, formats, precisions, parity_dir, 
     if "int8" in precisions:
         calibration = calibration_set(calibration_dir, spec, m.classes, calibration_count)
     if qat_minutes is not None:
-        fine_tune(source, calibration, calibration_dir, parity_dir, qat_minutes)
+        fine_tune(source, calibration, calibration_dir, images, qat_minutes)
     ref = source.predict(images.batch)
     jobs = [(f, p) for f in FORMATS if f in formats for p in FORMATS[f].precisions if p in precisions]
     results = []

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.errors import ConvertError
+from convert.int8.onnx_graph import _attrs
 from convert.int8.onnx_tf import OnnxGraph
 from convert.int8.qat_graph import shared_scales, write_weights
 
@@ -114,8 +115,7 @@ class Student(OnnxGraph):
     def onnx_weights(self) -> dict:
         """Every initializer of the graph, the trainable ones as trained now (convolution weights back in ONNX's
         OIHW layout)."""
-        depthwise = {n.input[1] for n in self.nodes if n.op_type == "Conv" and
-                     next((a.i for a in n.attribute if a.name == "group"), 1) > 1}
+        depthwise = {n.input[1] for n in self.nodes if n.op_type == "Conv" and _attrs(n).get("group", 1) > 1}
         convs = {n.input[1] for n in self.nodes if n.op_type == "Conv"}
         out = dict(self.initializers)
         for t, v in self.weights.items():
@@ -238,9 +238,10 @@ def save(out: Path, student: Student, run: FineTuning, source_sha256: str):
                   {"source_sha256": source_sha256, "training": run.record()})
 
 
-def fine_tune_bundle(source, calibration, train_dir: Path, validation_dir: Path, minutes: float,
+def fine_tune_bundle(source, calibration, train_dir: Path, validation, minutes: float,
                      report: Callable[[str], None] = print) -> FineTuning:
-    """Fine-tune ``source``'s gptq graph on ``train_dir``'s images (validation: ``validation_dir``) for ``minutes``
+    """Fine-tune ``source``'s gptq graph on ``train_dir``'s images (validation: the ImageSet ``validation``, the
+    conversion's parity images) for ``minutes``
     and publish the kept weights whole to BUNDLE/qat/; where they agree with the float model on fewer validation
     images than the graph as calibrated, nothing is written (the caller says so)."""
     import onnx
@@ -255,10 +256,9 @@ def fine_tune_bundle(source, calibration, train_dir: Path, validation_dir: Path,
     model, grid = to_onnx.rounded_graph(source, calibration, method("onnx", "gptq"))
     teacher = onnx.load(str(to_onnx.prepared_file(source)))
     train = load_images(train_dir, m.spec(), m.classes, MAX_TRAIN_IMAGES).batch
-    validation = load_images(validation_dir, m.spec(), m.classes, MAX_TRAIN_IMAGES).batch
     report(f"fine-tuning for {minutes:g} min on {len(train)} images of {train_dir} and their mirror images; "
-           f"validation on {len(validation)} images of {validation_dir}")
-    student, run = fine_tune(model, grid, teacher, train, validation, minutes, report=report)
+           f"validation on {len(validation.files)} parity images")
+    student, run = fine_tune(model, grid, teacher, train, validation.batch, minutes, report=report)
     run.prepare_seconds = time.perf_counter() - t0 - run.seconds  # GPTQ, calibration, images, tracing
     if not run.worse():
         try:
